@@ -1,0 +1,3 @@
+"""`tenantkit db ...` commands."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`tenantkit deploy ...` commands."""
+
+from __future__ import annotations

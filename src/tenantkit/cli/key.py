@@ -1,0 +1,3 @@
+"""`tenantkit key ...` commands."""
+
+from __future__ import annotations

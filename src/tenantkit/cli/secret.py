@@ -1,0 +1,3 @@
+"""`tenantkit secret ...` commands."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`tenantkit serve ...` commands."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`tenantkit storage ...` commands."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`tenantkit tenant ...` commands."""
+
+from __future__ import annotations

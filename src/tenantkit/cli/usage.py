@@ -1,0 +1,3 @@
+"""`tenantkit usage ...` commands."""
+
+from __future__ import annotations
