@@ -1,0 +1,207 @@
+"""Running tenant functions: the result envelope and the executors.
+
+An executor runs one call and returns an :class:`Envelope`: the value or the
+error's type name, whether it timed out, and the compute seconds measured
+around the user's function alone (not the gateway's work). Workers never
+write records; the gateway meters what the envelope says.
+
+* :class:`LocalExecutor` runs sync functions in a thread pool and async ones
+  on the event loop, stopping waiting at the function's ``timeout``.
+* ``tenantkit.deploy.ModalExecutor`` runs them in Modal containers, where
+  :func:`run_in_envelope` does the measuring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from tenantkit.workers.context import TenantContext
+from tenantkit.workers.function import TenantFunction
+
+__all__ = ["Envelope", "Executor", "LocalExecutor", "run_in_envelope"]
+
+logger = logging.getLogger("tenantkit.workers")
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One call's outcome, as the worker measured it.
+
+    Attributes:
+        value: The function's return value (``None`` on error).
+        error: The exception's type name only, never its message.
+        timed_out: Whether the call ran past its timeout.
+        compute_seconds: Seconds spent inside the user's function.
+        gpu_type: GPU the call ran on (``None`` without one).
+        gpu_count: GPUs the call held.
+    """
+
+    value: Any = None
+    error: str | None = None
+    timed_out: bool = False
+    compute_seconds: float = 0.0
+    gpu_type: str | None = None
+    gpu_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.timed_out
+
+    @property
+    def gpu_seconds(self) -> float:
+        return self.compute_seconds * self.gpu_count if self.gpu_type else 0.0
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs a tenant function call somewhere and reports an :class:`Envelope`."""
+
+    async def run(
+        self, function: TenantFunction, arguments: dict[str, Any], ctx: TenantContext
+    ) -> Envelope: ...
+
+
+def run_in_envelope(
+    function: TenantFunction,
+    arguments: dict[str, Any],
+    ctx: TenantContext,
+    *,
+    gpu_type: str | None = None,
+    gpu_count: int = 0,
+) -> Envelope:
+    """Call ``function`` here and now, with its retries, and measure it.
+
+    Exceptions are logged with the request id and reduced to their type name.
+
+    Args:
+        gpu_type: GPU this process runs on (``None`` locally).
+        gpu_count: GPUs this process holds.
+    """
+    attempts = function.options.retries + 1
+    compute = 0.0
+    error: str | None = None
+    for attempt in range(attempts):
+        start = time.perf_counter()
+        try:
+            value = function.invoke(arguments, ctx)
+        except Exception as exc:
+            compute += time.perf_counter() - start
+            error = type(exc).__name__
+            logger.exception(
+                "tenant function %r failed (request %s, attempt %d of %d)",
+                function.name,
+                ctx.request_id,
+                attempt + 1,
+                attempts,
+            )
+            continue
+        compute += time.perf_counter() - start
+        return Envelope(
+            value=value, compute_seconds=compute, gpu_type=gpu_type, gpu_count=gpu_count
+        )
+    return Envelope(error=error, compute_seconds=compute, gpu_type=gpu_type, gpu_count=gpu_count)
+
+
+class _Clock:
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+
+
+class LocalExecutor:
+    """Runs calls in this process: sync functions in a thread pool, async ones
+    on the event loop, each stopped waiting for at its ``timeout``.
+
+    A sync call that times out keeps its thread until it returns (Python
+    cannot kill a thread), but the client gets its 504 at the timeout.
+
+    Args:
+        max_workers: Threads for sync functions (default: ``min(64, 4 * CPUs)``).
+    """
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self.max_workers = max_workers or min(64, 4 * (os.cpu_count() or 1))
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="tenantkit")
+        return self._pool
+
+    async def run(
+        self, function: TenantFunction, arguments: dict[str, Any], ctx: TenantContext
+    ) -> Envelope:
+        timeout = function.options.timeout
+        if function.is_async:
+            return await self._run_async(function, arguments, ctx, timeout)
+        clock = _Clock()
+
+        def call() -> Envelope:
+            clock.started = time.perf_counter()
+            return run_in_envelope(function, arguments, ctx)
+
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor(), call)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            started = clock.started
+            elapsed = 0.0 if started is None else time.perf_counter() - started
+            logger.warning(
+                "tenant function %r timed out after %ss (request %s)",
+                function.name,
+                timeout,
+                ctx.request_id,
+            )
+            return Envelope(error="FunctionTimeout", timed_out=True, compute_seconds=elapsed)
+
+    async def _run_async(
+        self,
+        function: TenantFunction,
+        arguments: dict[str, Any],
+        ctx: TenantContext,
+        timeout: float,
+    ) -> Envelope:
+        attempts = function.options.retries + 1
+        compute = 0.0
+        error: str | None = None
+        for attempt in range(attempts):
+            start = time.perf_counter()
+            try:
+                value = await asyncio.wait_for(function.ainvoke(arguments, ctx), timeout)
+            except TimeoutError:
+                compute += time.perf_counter() - start
+                logger.warning(
+                    "tenant function %r timed out after %ss (request %s)",
+                    function.name,
+                    timeout,
+                    ctx.request_id,
+                )
+                return Envelope(error="FunctionTimeout", timed_out=True, compute_seconds=compute)
+            except Exception as exc:
+                compute += time.perf_counter() - start
+                error = type(exc).__name__
+                logger.exception(
+                    "tenant function %r failed (request %s, attempt %d of %d)",
+                    function.name,
+                    ctx.request_id,
+                    attempt + 1,
+                    attempts,
+                )
+                continue
+            compute += time.perf_counter() - start
+            return Envelope(value=value, compute_seconds=compute)
+        return Envelope(error=error, compute_seconds=compute)
+
+    def close(self) -> None:
+        """Stop the thread pool (calls still running finish in the background)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
