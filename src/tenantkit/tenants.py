@@ -1,0 +1,220 @@
+"""The tenant lifecycle: create, look up, change tier, suspend, resume, delete.
+
+Every change is one write transaction with its audit entry, and drops the
+tenant's cached key verifications in this process, so a suspension or a tier
+change applies to the very next request (other processes follow within
+``settings.auth_cache_ttl``).
+
+Example:
+    >>> from tenantkit.auth import KeyManager
+    >>> from tenantkit.config import get_settings
+    >>> from tenantkit.db import open_database
+    >>> db = open_database("sqlite:///:memory:")
+    >>> tenants = TenantService(db, KeyManager(db, get_settings(signing_key="x" * 32)))
+    >>> tenant, issued = tenants.create("acme-corp", "Acme Corporation", "pro")
+    >>> tenants.change_tier("acme-corp", "enterprise").tier
+    'enterprise'
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tenantkit.auth.keys import IssuedKey, KeyManager
+from tenantkit.config import DEFAULT_TIERS, Tier, resolve_tier, validate_tenant_id
+from tenantkit.db.base import AuditEntry, Database, Tenant, Transaction
+from tenantkit.errors import TenantNotFound, ValidationError
+
+__all__ = ["TenantService"]
+
+_NAME_MAX = 200
+_EMAIL_MAX = 254
+_REASON_MAX = 500
+_LIST_MAX = 1000
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("a tenant needs a name")
+    name = name.strip()
+    if len(name) > _NAME_MAX or not name.isprintable():
+        raise ValidationError(f"a tenant name is printable text of at most {_NAME_MAX} characters")
+    return name
+
+
+def _check_email(email: str | None) -> str | None:
+    if email is None or email == "":
+        return None
+    local, at, domain = email.partition("@")
+    if (
+        not at
+        or not local
+        or "." not in domain
+        or len(email) > _EMAIL_MAX
+        or any(c.isspace() for c in email)
+        or "@" in domain
+    ):
+        raise ValidationError(f"invalid email address {email!r}")
+    return email
+
+
+def _check_reason(reason: str | None) -> str | None:
+    if reason is None or not reason.strip():
+        return None
+    if len(reason) > _REASON_MAX or not reason.isprintable():
+        raise ValidationError(f"a reason is printable text of at most {_REASON_MAX} characters")
+    return reason.strip()
+
+
+class TenantService:
+    """Tenants and their lifecycle, over the records database.
+
+    Args:
+        db: The records database.
+        keys: Mints the first key of a new tenant and holds the verification cache.
+        tiers: The tier table tenants are checked against.
+        clock: UNIX time source.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        keys: KeyManager,
+        *,
+        tiers: Mapping[str, Tier] = DEFAULT_TIERS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.keys = keys
+        self.tiers = tiers
+        self.clock = clock
+
+    def create(
+        self,
+        tenant_id: str,
+        name: str,
+        tier: str,
+        email: str | None = None,
+        *,
+        actor: str = "cli",
+    ) -> tuple[Tenant, IssuedKey]:
+        """Create a tenant and its first API key, in one transaction.
+
+        Raises:
+            InvalidTenantId, UnknownTier, ValidationError, TenantAlreadyExists.
+        """
+        validate_tenant_id(tenant_id)
+        resolve_tier(tier, self.tiers)
+        name = _check_name(name)
+        email = _check_email(email)
+        now = self.clock()
+        tenant = Tenant(
+            id=tenant_id,
+            name=name,
+            tier=tier,
+            status="active",
+            created_at=now,
+            updated_at=now,
+            email=email,
+        )
+        with self.db.transaction() as tx:
+            tx.create_tenant(tenant)
+            issued = self.keys.mint_in(tx, tenant_id, actor=actor)
+            self._audit(tx, actor, "tenant.create", tenant_id, tier=tier)
+        return tenant, issued
+
+    def get(self, tenant_id: str) -> Tenant:
+        """The tenant's record.
+
+        Raises:
+            InvalidTenantId, TenantNotFound.
+        """
+        validate_tenant_id(tenant_id)
+        with self.db.transaction(write=False) as tx:
+            tenant = tx.get_tenant(tenant_id)
+        if tenant is None:
+            raise TenantNotFound(f"tenant {tenant_id!r} not found")
+        return tenant
+
+    def list(self, *, limit: int = 100, after: str | None = None) -> builtins.list[Tenant]:
+        """Tenants ordered by id, ``limit`` (1-1000) at a time, after the id ``after``."""
+        if not 1 <= limit <= _LIST_MAX:
+            raise ValidationError(f"limit must be between 1 and {_LIST_MAX}")
+        with self.db.transaction(write=False) as tx:
+            return tx.list_tenants(limit=limit, after=after)
+
+    def count(self) -> int:
+        """How many tenants exist."""
+        with self.db.transaction(write=False) as tx:
+            return tx.count_tenants()
+
+    def change_tier(self, tenant_id: str, tier: str, *, actor: str = "cli") -> Tenant:
+        """Move a tenant to another tier; its keys keep working, with the new limits.
+
+        Raises:
+            UnknownTier, TenantNotFound.
+        """
+        validate_tenant_id(tenant_id)
+        resolve_tier(tier, self.tiers)
+        return self._update(tenant_id, actor, "tenant.tier", {"tier": tier}, "tier")
+
+    def suspend(self, tenant_id: str, reason: str | None = None, *, actor: str = "cli") -> Tenant:
+        """Suspend a tenant: its keys are refused (403) until :meth:`resume`."""
+        validate_tenant_id(tenant_id)
+        changes = {"status": "suspended", "suspended_reason": _check_reason(reason)}
+        return self._update(tenant_id, actor, "tenant.suspend", changes, "status")
+
+    def resume(self, tenant_id: str, *, actor: str = "cli") -> Tenant:
+        """Make a suspended tenant active again."""
+        validate_tenant_id(tenant_id)
+        changes = {"status": "active", "suspended_reason": None}
+        return self._update(tenant_id, actor, "tenant.resume", changes, "status")
+
+    def delete(self, tenant_id: str, *, actor: str = "cli") -> None:
+        """Delete a tenant with its keys and limiter state (usage history stays).
+
+        Raises:
+            TenantNotFound.
+        """
+        validate_tenant_id(tenant_id)
+        try:
+            with self.db.transaction() as tx:
+                if not tx.delete_tenant(tenant_id):
+                    raise TenantNotFound(f"tenant {tenant_id!r} not found")
+                self._audit(tx, actor, "tenant.delete", tenant_id)
+        finally:
+            self.keys.invalidate(tenant_id)
+
+    def tier_of(self, tenant: Tenant) -> Tier:
+        """The tenant's tier from this service's tier table.
+
+        Raises:
+            UnknownTier: the tenant's tier is no longer in the table.
+        """
+        return resolve_tier(tenant.tier, self.tiers)
+
+    def _update(
+        self, tenant_id: str, actor: str, action: str, changes: dict[str, Any], shown: str
+    ) -> Tenant:
+        try:
+            with self.db.transaction() as tx:
+                before = tx.get_tenant(tenant_id)
+                if before is None:
+                    raise TenantNotFound(f"tenant {tenant_id!r} not found")
+                tenant = tx.update_tenant(tenant_id, now=self.clock(), **changes)
+                detail = {"from": getattr(before, shown), "to": getattr(tenant, shown)}
+                if changes.get("suspended_reason"):
+                    detail["reason"] = changes["suspended_reason"]
+                self._audit(tx, actor, action, tenant_id, **detail)
+        finally:
+            self.keys.invalidate(tenant_id)
+        return tenant
+
+    def _audit(
+        self, tx: Transaction, actor: str, action: str, tenant_id: str | None, **detail: Any
+    ) -> None:
+        tx.audit(AuditEntry(uuid.uuid4().hex, self.clock(), actor, action, tenant_id, detail))
