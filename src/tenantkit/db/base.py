@@ -256,8 +256,12 @@ class Transaction(Protocol):
 
     def count_usage_events(self, tenant_id: str | None = None) -> int: ...
 
-    def prune_usage_events(self, before: float) -> int:
-        """Delete events that started before ``before`` (their totals stay)."""
+    def prune_usage_events(self, before: float, *, limit: int | None = None) -> int:
+        """Delete events that started before ``before`` (their totals stay).
+
+        With ``limit``, delete at most that many (oldest first), so a large
+        backlog can be pruned in short transactions. Returns how many went.
+        """
 
     # gauges (storage bytes and files, per day)
     def set_gauge(self, tenant_id: str, day: str, name: str, value: float) -> None: ...

@@ -6,14 +6,18 @@ driver's errors, is a small hook on the backend (``SQLTransaction._lock`` and
 the ``placeholder`` each backend passes in).
 """
 
+# SQL text here is built only from module constants and validated identifiers;
+# every value goes through a driver parameter.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 import json
 import re
 import time
 from collections import defaultdict
-from contextlib import AbstractContextManager, contextmanager
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -89,9 +93,7 @@ PRIMARY_KEYS: Mapping[str, tuple[str, ...]] = {
 }
 
 _TENANT_COLS = "id, name, tier, status, created_at, updated_at, email, suspended_reason"
-_KEY_COLS = (
-    "id, tenant_id, label, hint, created_at, scopes, expires_at, revoked_at, last_used_at"
-)
+_KEY_COLS = "id, tenant_id, label, hint, created_at, scopes, expires_at, revoked_at, last_used_at"
 _EVENT_COLS = (
     "request_id, tenant_id, function, status, started_at, ended_at, compute_seconds,"
     " gpu_type, gpu_count, gpu_seconds, bytes_in, bytes_out"
@@ -125,6 +127,8 @@ class Cursor(Protocol):
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
+
+    def fetchmany(self, size: int = ..., /) -> list[Any]: ...
 
 
 def _tenant(row: Sequence[Any]) -> Tenant:
@@ -196,7 +200,9 @@ class SQLTransaction:
             raise TenantAlreadyExists(f"tenant {tenant.id!r} already exists")
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
-        row = self._exec(f"SELECT {_TENANT_COLS} FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
+        row = self._exec(
+            f"SELECT {_TENANT_COLS} FROM tenants WHERE id = ?", (tenant_id,)
+        ).fetchone()
         return None if row is None else _tenant(row)
 
     def list_tenants(self, *, limit: int = 100, after: str | None = None) -> list[Tenant]:
@@ -228,7 +234,7 @@ class SQLTransaction:
             ("leases", "tenant_id"),
             ("storage_usage", "tenant_id"),
         ):
-            self._exec(f"DELETE FROM {table} WHERE {column} = ?", (tenant_id,))  # noqa: S608
+            self._exec(f"DELETE FROM {table} WHERE {column} = ?", (tenant_id,))
         self._exec("DELETE FROM limiter_state WHERE key = ?", (f"rate:{tenant_id}",))
         return self._exec("DELETE FROM tenants WHERE id = ?", (tenant_id,)).rowcount == 1
 
@@ -310,7 +316,9 @@ class SQLTransaction:
     def record_usage(self, events: Iterable[UsageEvent]) -> int:
         daily: dict[tuple[str, str, str], UsageTotals] = defaultdict(UsageTotals)
         new = 0
-        for e in events:
+        # One global order (request id, then day row) so concurrent batches that
+        # overlap take their row locks in the same order and cannot deadlock.
+        for e in sorted(events, key=lambda event: event.request_id):
             cur = self._exec(
                 f"INSERT INTO usage_events ({_EVENT_COLS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
@@ -342,7 +350,7 @@ class SQLTransaction:
                     bytes_out=e.bytes_out,
                 )
             )
-        for (tenant_id, day, function), t in daily.items():
+        for (tenant_id, day, function), t in sorted(daily.items()):
             self._add_daily(tenant_id, day, function, t)
         return new
 
@@ -412,8 +420,14 @@ class SQLTransaction:
             ).fetchone()
         return int(row[0])
 
-    def prune_usage_events(self, before: float) -> int:
-        return self._exec("DELETE FROM usage_events WHERE started_at < ?", (before,)).rowcount
+    def prune_usage_events(self, before: float, *, limit: int | None = None) -> int:
+        if limit is None:
+            return self._exec("DELETE FROM usage_events WHERE started_at < ?", (before,)).rowcount
+        return self._exec(
+            "DELETE FROM usage_events WHERE request_id IN (SELECT request_id FROM usage_events"
+            " WHERE started_at < ? ORDER BY started_at LIMIT ?)",
+            (before, limit),
+        ).rowcount
 
     # -- gauges ---------------------------------------------------------------
 
@@ -505,10 +519,11 @@ class SQLTransaction:
     def export_rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for table in TABLES:
             keys = ", ".join(PRIMARY_KEYS[table])
-            cur = self._exec(f"SELECT * FROM {table} ORDER BY {keys}")  # noqa: S608
+            cur = self._exec(f"SELECT * FROM {table} ORDER BY {keys}")
             names = [d[0] for d in cur.description]
-            for row in cur.fetchall():
-                yield table, dict(zip(names, row, strict=True))
+            while batch := cur.fetchmany(1000):
+                for row in batch:
+                    yield table, dict(zip(names, row, strict=True))
 
     def import_rows(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> int:
         applied = 0
@@ -524,7 +539,7 @@ class SQLTransaction:
             updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
             action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
             self._exec(
-                f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"  # noqa: S608
+                f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
                 f" ON CONFLICT ({', '.join(keys)}) {action}",
                 [row[c] for c in cols],
             )
@@ -547,27 +562,44 @@ class SQLDatabase:
     def _cursor(self, *, write: bool) -> AbstractContextManager[Cursor]:
         raise NotImplementedError
 
+    def _transaction(self, cur: Cursor) -> SQLTransaction:
+        """The transaction object wrapping ``cur`` (backends may configure it)."""
+        return self.transaction_class(cur, self.placeholder)
+
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[SQLTransaction]:
         with self._cursor(write=write) as cur:
-            yield self.transaction_class(cur, self.placeholder)
+            yield self._transaction(cur)
 
     def schema_version(self) -> int:
         with self._cursor(write=False) as cur:
             return self._read_version(cur)
 
     def _read_version(self, cur: Cursor) -> int:
-        try:
-            cur.execute("SELECT MAX(version) FROM schema_migrations")
-        except Exception:  # the table does not exist yet
+        if not self._has_migrations_table(cur):
             return 0
+        cur.execute("SELECT MAX(version) FROM schema_migrations")
         row = cur.fetchone()
         return int(row[0] or 0)
+
+    def _has_migrations_table(self, cur: Cursor) -> bool:
+        cur.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        )
+        return cur.fetchone() is not None
+
+    def _prepare_schema(self, cur: Cursor) -> None:
+        """Backend hook run first in ``migrate``, under the migration lock."""
+
+    def _render_ddl(self, statement: str) -> str:
+        """A migration statement as this backend runs it."""
+        return statement
 
     def migrate(self) -> int:
         """Apply pending migrations, each in one transaction; safe to run concurrently."""
         with self._cursor(write=True) as cur:
-            self.transaction_class(cur, self.placeholder)._lock("schema_migrations")
+            self._transaction(cur)._lock("schema_migrations")
+            self._prepare_schema(cur)
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations"
                 f" (version INTEGER PRIMARY KEY, applied_at {_F} NOT NULL)"
@@ -577,7 +609,7 @@ class SQLDatabase:
                 if number <= version:
                     continue
                 for statement in statements:
-                    cur.execute(statement)
+                    cur.execute(self._render_ddl(statement))
                 cur.execute(
                     with_placeholder(
                         "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
@@ -587,4 +619,3 @@ class SQLDatabase:
                 )
                 version = number
         return version
-

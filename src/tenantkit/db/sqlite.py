@@ -8,10 +8,11 @@ workers and the CLI can use it at once. Write transactions start with
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from tenantkit.db.sql import Cursor, SQLDatabase
@@ -43,6 +44,7 @@ class SQLiteDatabase(SQLDatabase):
         self._shared: sqlite3.Connection | None = None
         self._lock = threading.RLock()
         self._all: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -60,6 +62,12 @@ class SQLiteDatabase(SQLDatabase):
         return conn
 
     def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            # A forked child must not use its parent's connections: start afresh.
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._shared = None
+            self._all = []
         if self._memory:
             with self._lock:
                 if self._shared is None:
@@ -85,14 +93,17 @@ class SQLiteDatabase(SQLDatabase):
                 raise DatabaseUnavailable("the SQLite database is locked or unreadable") from exc
             try:
                 yield cur
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise wrap_sqlite_errors(exc) from exc
             except BaseException:
-                conn.rollback()
+                _rollback(conn)
                 raise
             else:
                 try:
                     cur.execute("COMMIT")
                 except sqlite3.Error as exc:
-                    conn.rollback()
+                    _rollback(conn)
                     raise DatabaseUnavailable("could not commit to the SQLite database") from exc
             finally:
                 cur.close()
@@ -127,8 +138,19 @@ class _NoLock:
 _NO_LOCK = _NoLock()
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    with suppress(sqlite3.Error):
+        conn.rollback()
+
+
+# Primary result codes meaning "cannot reach the data now", not "bad request":
+# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
+_UNAVAILABLE_CODES = frozenset({5, 6, 10, 13, 14})
+
+
 def wrap_sqlite_errors(exc: sqlite3.Error) -> DatabaseError:
-    """A driver error as tenantkit's error, keeping the driver's as the cause."""
-    if isinstance(exc, sqlite3.OperationalError):
+    """A driver error as tenantkit's error (the caller chains the driver's as the cause)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _UNAVAILABLE_CODES:
         return DatabaseUnavailable("the SQLite database is unavailable")
     return DatabaseError("the SQLite database refused the operation")
