@@ -2,7 +2,9 @@
 
 Installed with ``pip install 'tenantkit[postgres]'`` (psycopg 3 and
 psycopg_pool); this module is imported only when a ``postgresql://`` URL is
-opened. Every transaction runs at READ COMMITTED on a pooled connection.
+opened. Write transactions run at READ COMMITTED on a pooled connection;
+read transactions (``write=False``) at REPEATABLE READ, so, as on SQLite, a
+read transaction sees one snapshot (an export is consistent across tables).
 Read-modify-write steps (a rate-limit decision, a lease count) take a
 transaction-scoped advisory lock on their key first, so writers on the same
 key queue up while writers on other keys never wait for each other.
@@ -35,6 +37,8 @@ from tenantkit.errors import ConfigurationError, DatabaseError, DatabaseUnavaila
 
 __all__ = ["PostgresDatabase", "PostgresTransaction"]
 
+_WRITE_ISOLATION = IsolationLevel.READ_COMMITTED
+_READ_ISOLATION = IsolationLevel.REPEATABLE_READ
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 # SQLSTATE classes meaning "the server cannot serve us now; retry later":
@@ -168,7 +172,11 @@ class PostgresDatabase(SQLDatabase):
         except PoolTimeout as exc:
             raise DatabaseUnavailable("the PostgreSQL database is unavailable") from exc
         try:
-            cur = conn.cursor()
+            try:
+                conn.isolation_level = _WRITE_ISOLATION if write else _READ_ISOLATION
+                cur = conn.cursor()
+            except psycopg.Error as exc:
+                raise _wrap(exc, conn) from exc
             try:
                 yield cur
             except psycopg.Error as exc:
