@@ -1,0 +1,404 @@
+"""``create_gateway``: the ASGI app serving a :class:`~tenantkit.workers.TenantApp`.
+
+::
+
+    from tenantkit.gateway import create_gateway
+    api = create_gateway(app)          # a FastAPI app; run it with any ASGI server
+
+Routes follow the design's HTTP contract: ``/health``, ``/tenant``,
+``/usage``, ``/rate-limit``, ``/process``, ``/batch``, ``/functions/{name}``,
+each function's own ``path``, ``/docs`` and the ``/admin`` API. Starting the
+app starts the usage meter; stopping it (SIGTERM included) flushes it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+
+from tenantkit.config import Settings, get_settings
+from tenantkit.db import Database, open_database
+from tenantkit.gateway.deps import (
+    CurrentPrincipal,
+    Services,
+    services_of,
+)
+from tenantkit.gateway.dispatch import (
+    call_batch,
+    call_function,
+    call_process,
+    encode_json,
+    unknown_function,
+)
+from tenantkit.gateway.middleware import GatewayMiddleware
+from tenantkit.gateway.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
+from tenantkit.workers import Executor, LocalExecutor, TenantApp, TenantFunction
+
+__all__ = ["create_gateway"]
+
+_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+_PROBLEM = {"description": "Problem details (RFC 9457)", "content": {PROBLEM_MEDIA_TYPE: {}}}
+_ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys(
+    (401, 403, 404, 413, 422, 429, 500, 503, 504), _PROBLEM
+)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("tenantkit")
+    except Exception:
+        return "0"
+
+
+def create_gateway(
+    app: TenantApp,
+    settings: Settings | None = None,
+    *,
+    executor: Executor | None = None,
+    db: Database | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Build the gateway for ``app``.
+
+    Args:
+        app: The tenant functions to serve.
+        settings: Defaults to :func:`~tenantkit.config.get_settings`.
+        executor: Where calls run (default: a :class:`~tenantkit.workers.LocalExecutor`).
+        db: The records database (default: opened from ``settings``; then the
+            gateway closes it on shutdown).
+        clock: UNIX time source for keys, limits and metering.
+
+    Returns:
+        A FastAPI app; its state holds the services as ``app.state.tenantkit``.
+    """
+    from tenantkit.auth import KeyManager
+    from tenantkit.limits import Admission
+    from tenantkit.metering import UsageMeter
+    from tenantkit.tenants import TenantService
+
+    settings = settings if settings is not None else get_settings()
+    owns_db = db is None
+    database = db if db is not None else open_database(settings.resolved_database_url())
+    keys = KeyManager(database, settings, clock=clock)
+    meter = UsageMeter(
+        database,
+        flush_interval=settings.usage_flush_interval,
+        buffer_size=settings.usage_buffer_size,
+        clock=clock,
+    )
+    services = Services(
+        app=app,
+        settings=settings,
+        db=database,
+        keys=keys,
+        tenants=TenantService(database, keys, tiers=app.tiers, clock=clock),
+        admission=Admission(
+            database,
+            clock=clock,
+            fail_open=settings.rate_limit_fail_open,
+            pending_compute=meter.pending_compute,
+        ),
+        meter=meter,
+        executor=executor if executor is not None else LocalExecutor(),
+        clock=clock,
+        owns_db=owns_db,
+        inline_db=database.backend == "sqlite",
+        storage_factory=_storage_factory(settings, database),
+    )
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        await services.meter.start()
+        try:
+            yield
+        finally:
+            await services.meter.stop()
+            keys.close()
+            close = getattr(services.executor, "close", None)
+            if callable(close):
+                close()
+            if owns_db:
+                database.close()
+
+    api = FastAPI(
+        title=app.name,
+        version=_version(),
+        description=(
+            f"The {app.name} API. Authenticate with `Authorization: Bearer <API key>`. "
+            "Errors are RFC 9457 problem details carrying a `request_id`."
+        ),
+        lifespan=lifespan,
+    )
+    api.state.tenantkit = services
+    install_problem_handlers(api)
+    _add_tenant_routes(api)
+    components = _add_function_routes(api, app)
+    from tenantkit.gateway.admin import router as admin_router
+
+    api.include_router(admin_router)
+    if importlib.util.find_spec("tenantkit.gateway.files") is not None:
+        files = importlib.import_module("tenantkit.gateway.files")
+        api.include_router(files.router)
+    api.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    _install_openapi(api, components)
+    return api
+
+
+def _storage_factory(settings: Settings, db: Database) -> Callable[[str, Any], Any] | None:
+    try:
+        from tenantkit.storage import storage_for
+    except ImportError:
+        return None
+
+    def factory(tenant_id: str, tier: Any) -> Any:
+        return storage_for(tenant_id, tier, settings, db)
+
+    return factory
+
+
+def _add_tenant_routes(api: FastAPI) -> None:
+    @api.get("/health", tags=["service"], summary="Health check")
+    async def health(request: Request) -> dict[str, Any]:
+        services = services_of(request)
+        return {
+            "status": "ok",
+            "app": services.app.name,
+            "version": api.version,
+            "functions": sorted(services.app.functions),
+        }
+
+    @api.get(
+        "/tenant",
+        tags=["tenant"],
+        summary="The caller's tenant record",
+        responses=_ERRORS,
+        openapi_extra={"security": _SECURITY},
+    )
+    async def tenant(rc: CurrentPrincipal) -> dict[str, Any]:
+        tier = rc.tier
+        return {
+            **rc.principal.tenant.public(),
+            "key_id": rc.principal.key.id,
+            "limits": {
+                "requests_per_hour": tier.requests_per_hour,
+                "burst": tier.burst,
+                "max_concurrent": tier.max_concurrent,
+                "compute_seconds_per_day": tier.compute_seconds_per_day,
+                "storage_bytes": tier.storage_bytes,
+                "max_files": tier.max_files,
+            },
+        }
+
+    @api.get(
+        "/usage",
+        tags=["tenant"],
+        summary="The caller's usage and estimated cost",
+        responses=_ERRORS,
+        openapi_extra={"security": _SECURITY},
+    )
+    async def usage(
+        rc: CurrentPrincipal,
+        period: str = Query("day", pattern="^(day|month)$"),
+        date: str | None = Query(None, description="YYYY-MM-DD (UTC); default today"),
+    ) -> Response:
+        from tenantkit.metering import usage_report
+
+        services = rc.services
+        services.meter.flush()
+        report = await services.db_call(
+            usage_report, services.db, rc.tenant_id, period=period, date=date, clock=services.clock
+        )
+        return Response(encode_json(report), media_type="application/json")
+
+    @api.get(
+        "/rate-limit",
+        tags=["tenant"],
+        summary="The caller's limits and what is left of them",
+        responses=_ERRORS,
+        openapi_extra={"security": _SECURITY},
+    )
+    async def rate_limit(rc: CurrentPrincipal) -> dict[str, Any]:
+        services = rc.services
+        status: dict[str, Any] = await services.db_call(
+            services.admission.status, rc.tenant_id, rc.tier
+        )
+        return status
+
+
+def _function_body(schema_ref: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": schema_ref}}},
+    }
+
+
+def _add_function_routes(api: FastAPI, app: TenantApp) -> dict[str, Any]:
+    """One documented route per function, plus the shared ``/process`` and ``/batch``."""
+    components: dict[str, Any] = {}
+    process_variants: list[dict[str, Any]] = []
+    for function in app.functions.values():
+        template = "#/components/schemas/{model}"
+        schema = function.input_schema(ref_template=template)
+        components.update(schema.pop("$defs", {}))
+        model = schema.get("title", function.input_model.__name__)
+        components[model] = schema
+        ref = f"#/components/schemas/{model}"
+        output = function.output_schema(ref_template=template)
+        ok: dict[str, Any] = {"description": "The function's return value"}
+        if output is not None:
+            components.update(output.pop("$defs", {}))
+            ok["content"] = {"application/json": {"schema": output}}
+        responses: dict[int | str, dict[str, Any]] = {200: ok, **_ERRORS}
+        description = _describe(function)
+        extra = {"requestBody": _function_body(ref), "security": _SECURITY}
+        endpoint = _endpoint(function)
+        api.add_api_route(
+            f"/functions/{function.name}",
+            endpoint,
+            methods=["POST"],
+            tags=["functions"],
+            summary=f"Call {function.name}",
+            description=description,
+            responses=responses,
+            openapi_extra=extra,
+            operation_id=f"call_{function.name}",
+            response_class=Response,
+        )
+        if function.options.path is not None:
+            api.add_api_route(
+                function.options.path,
+                endpoint,
+                methods=["POST"],
+                tags=["functions"],
+                summary=f"Call {function.name} on its own path",
+                description=description,
+                responses=responses,
+                openapi_extra=extra,
+                operation_id=f"path_{function.name}",
+                response_class=Response,
+            )
+        process_variants.append(
+            {
+                "type": "object",
+                "title": f"Process{model}",
+                "properties": {"task_type": {"const": function.name}, "data": {"$ref": ref}},
+                "required": ["task_type", "data"],
+            }
+        )
+
+    process_schema: dict[str, Any] = (
+        {"oneOf": process_variants}
+        if process_variants
+        else {"type": "object", "properties": {"task_type": {"type": "string"}}}
+    )
+    components["ProcessRequest"] = process_schema
+    components["BatchRequest"] = {
+        "type": "object",
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/ProcessRequest"},
+                "minItems": 1,
+            }
+        },
+        "required": ["tasks"],
+    }
+
+    async def process(request: Request) -> Response:
+        return await call_process(request)
+
+    async def batch(request: Request) -> Response:
+        return await call_batch(request)
+
+    api.add_api_route(
+        "/process",
+        process,
+        methods=["POST"],
+        tags=["functions"],
+        summary="Run one task",
+        description='`{"task_type": <function>, "data": {<its arguments>}}`',
+        responses=_ERRORS,
+        openapi_extra={
+            "requestBody": _function_body("#/components/schemas/ProcessRequest"),
+            "security": _SECURITY,
+        },
+        response_class=Response,
+    )
+    api.add_api_route(
+        "/batch",
+        batch,
+        methods=["POST"],
+        tags=["functions"],
+        summary="Run several tasks",
+        description=(
+            "Every task counts against the rate limit; results come back in order, "
+            "each with its own status."
+        ),
+        responses=_ERRORS,
+        openapi_extra={
+            "requestBody": _function_body("#/components/schemas/BatchRequest"),
+            "security": _SECURITY,
+        },
+        response_class=Response,
+    )
+
+    api.add_api_route(
+        "/functions/{name}",
+        unknown_function,
+        methods=["POST"],
+        include_in_schema=False,
+        response_class=Response,
+    )
+    return components
+
+
+def _endpoint(function: TenantFunction) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        return await call_function(request, function)
+
+    endpoint.__name__ = f"call_{function.name}"
+    return endpoint
+
+
+def _describe(function: TenantFunction) -> str:
+    options = function.options
+    lines = [function.description or f"Tenant function `{function.name}`."]
+    facts = [f"timeout {options.timeout:g}s"]
+    if options.gpu_type:
+        facts.append(f"GPU {options.gpu_type} x{options.gpu_count}")
+    if options.tiers is not None:
+        facts.append("tiers: " + ", ".join(sorted(options.tiers)))
+    lines.append("\n\n" + "; ".join(facts) + ".")
+    return "".join(lines)
+
+
+def _install_openapi(api: FastAPI, components: dict[str, Any]) -> None:
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema:
+            return api.openapi_schema
+        schema = get_openapi(
+            title=api.title,
+            version=api.version,
+            description=api.description,
+            routes=api.routes,
+        )
+        parts = schema.setdefault("components", {})
+        parts.setdefault("schemas", {}).update(components)
+        parts["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "description": "A tenant API key"},
+            "adminKey": {"type": "http", "scheme": "bearer", "description": "The admin key"},
+        }
+        api.openapi_schema = schema
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
