@@ -23,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import sys
 from collections.abc import Iterable, Mapping
@@ -59,6 +60,7 @@ GENERATED_KEY_FILES: Mapping[str, str] = {
 """File names, inside the data dir, of generated local signing keys."""
 
 _KID_LABEL = b"tenantkit signing key id"
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.([A-Za-z0-9_-]+)")
 _PEM_MARK = "-----BEGIN"
 
 # Only the checks tenantkit does not do itself: times are checked against the
@@ -78,6 +80,22 @@ _DECODE_OPTIONS: Any = {
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _canonical_compact(token: str) -> bool:
+    """Whether ``token`` is three base64url segments with a canonically encoded signature.
+
+    Base64 decoders ignore the unused low bits of the last character, so
+    without this check a signature could be re-spelled and still verify.
+    """
+    match = _COMPACT_JWS.fullmatch(token)
+    if match is None:
+        return False
+    signature = match.group(1)
+    if len(signature) % 4 == 1:
+        return False
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    return _b64(raw) == signature
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -209,13 +227,15 @@ class Keyring:
     def decode(self, token: str) -> dict[str, Any]:
         """Verify ``token``'s signature and return its claims.
 
-        Checks, in order: well-formed, ``alg`` equal to the configured
+        Checks, in order: well-formed (with a canonical signature), ``alg`` equal to the configured
         algorithm (so ``none`` and HS/EdDSA confusion fail), a known ``kid``,
         then the signature with that one key.
 
         Raises:
             AuthenticationError: for any failure (the message names the check).
         """
+        if not _canonical_compact(token):
+            raise AuthenticationError("invalid API key: malformed")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
