@@ -6,6 +6,7 @@ This package never imports gateway code; the gateway builds on it.
 from __future__ import annotations
 
 from tenantkit.workers.context import TenantContext
+from tenantkit.workers.discovery import load_app, split_ref
 from tenantkit.workers.executor import Envelope, Executor, LocalExecutor, run_in_envelope
 from tenantkit.workers.function import (
     InvalidArguments,
@@ -29,7 +30,9 @@ __all__ = [
     "TenantFunction",
     "current_app",
     "function_record",
+    "load_app",
     "parse_gpu",
     "run_in_envelope",
+    "split_ref",
     "tenant_function",
 ]
