@@ -84,6 +84,7 @@ class PostgresDatabase(SQLDatabase):
             fails with ``DatabaseUnavailable``.
         reconnect_timeout: Seconds the pool keeps retrying one failed
             connection in the background before leaving it to the next call.
+        application_name: Shown in ``pg_stat_activity``.
 
     Raises:
         ConfigurationError: for an invalid schema name.
@@ -101,6 +102,7 @@ class PostgresDatabase(SQLDatabase):
         max_size: int = 10,
         connect_timeout: float = 5.0,
         reconnect_timeout: float = 10.0,
+        application_name: str = "tenantkit",
     ) -> None:
         conninfo, url_schema = _split_schema(url)
         schema = schema or url_schema
@@ -115,6 +117,7 @@ class PostgresDatabase(SQLDatabase):
         self._max_size = max_size
         self._connect_timeout = connect_timeout
         self._reconnect_timeout = reconnect_timeout
+        self._application_name = application_name
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._pid = os.getpid()
         self._guard = threading.Lock()
@@ -145,7 +148,7 @@ class PostgresDatabase(SQLDatabase):
             if self._pool is None:
                 kwargs: dict[str, Any] = {
                     "connect_timeout": max(1, round(self._connect_timeout)),
-                    "application_name": "tenantkit",
+                    "application_name": self._application_name,
                 }
                 if self.schema:
                     kwargs["options"] = f"-c search_path={self.schema}"
