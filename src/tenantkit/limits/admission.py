@@ -18,6 +18,10 @@ for longer than that). A refused request consumes nothing. Every step is a
 keyed lookup, so the cost of a decision does not grow with the number of
 tenants.
 
+The rate bound of :mod:`tenantkit.limits.gcra` holds while a tenant's tier
+stays the same. When the tier changes, what the tenant has used carries over
+in requests: 20 used of free's burst of 20 leaves 80 of pro's 100 at once.
+
 Example:
     >>> from tenantkit.config import Tier
     >>> from tenantkit.db import open_database
@@ -53,7 +57,13 @@ from tenantkit.limits.gcra import GCRA, MICROS, Decision, to_micros
 from tenantkit.limits.headers import attach_state
 from tenantkit.limits.state import RateLimitState, Ticket
 
-__all__ = ["CONCURRENCY_RETRY_AFTER", "Admission", "limiter_key", "seconds_to_utc_midnight"]
+__all__ = [
+    "CONCURRENCY_RETRY_AFTER",
+    "Admission",
+    "interval_key",
+    "limiter_key",
+    "seconds_to_utc_midnight",
+]
 
 logger = logging.getLogger("tenantkit.limits")
 
@@ -63,8 +73,32 @@ CONCURRENCY_RETRY_AFTER = 1.0
 
 
 def limiter_key(tenant_id: str) -> str:
-    """The records-database key holding a tenant's GCRA state."""
+    """The records-database key holding a tenant's GCRA state (its TAT, in seconds)."""
     return f"rate:{tenant_id}"
+
+
+def interval_key(tenant_id: str) -> str:
+    """The key holding the emission interval (microseconds) the TAT was built with."""
+    return f"rate:{tenant_id}:interval"
+
+
+def _load_tat(tx: Transaction, tenant_id: str, gcra: GCRA, now_us: int) -> tuple[int | None, bool]:
+    """The tenant's TAT in ``gcra``'s terms, and whether the stored interval differs.
+
+    When the tier changed since the TAT was stored, the backlog is carried over
+    in *requests*, not seconds: a tenant that used 20 of free's burst of 20 and
+    upgrades to pro (burst 100) has 80 left at once.
+    """
+    stored = tx.lock_limiter(limiter_key(tenant_id))
+    if stored is None:
+        return None, True
+    tat = to_micros(stored)
+    old_interval = tx.lock_limiter(interval_key(tenant_id))
+    if old_interval is None or round(old_interval) == gcra.interval_us:
+        return tat, old_interval is None
+    backlog = max(0, tat - now_us)
+    rescaled = -(-backlog * gcra.interval_us // max(1, round(old_interval)))
+    return now_us + rescaled, True
 
 
 def seconds_to_utc_midnight(now: float) -> float:
@@ -152,8 +186,8 @@ class Admission:
     ) -> Ticket:
         gcra = GCRA.per_hour(tier.requests_per_hour, burst=tier.burst)
         now_us = to_micros(now)
-        stored = tx.lock_limiter(limiter_key(tenant_id))
-        decision = gcra.decide(None if stored is None else to_micros(stored), now_us, cost)
+        tat, interval_changed = _load_tat(tx, tenant_id, gcra, now_us)
+        decision = gcra.decide(tat, now_us, cost)
         if not decision.allowed:
             state = _state(tier, decision, refused=True)
             if state.retry_after is None:
@@ -163,8 +197,7 @@ class Admission:
             raise attach_state(
                 RateLimitExceeded(message, retry_after=state.retry_after, limit="requests"), state
             )
-        before = gcra.decide(None if stored is None else to_micros(stored), now_us, 1)
-        unchanged = _state(tier, before, refused=False)
+        unchanged = _current_state(tier, gcra, tat, now_us)
 
         used = tx.compute_seconds_on(tenant_id, utc_day(now))
         if self._pending_compute is not None:
@@ -191,6 +224,8 @@ class Admission:
             )
 
         tx.set_limiter(limiter_key(tenant_id), decision.tat_us / MICROS)
+        if interval_changed:
+            tx.set_limiter(interval_key(tenant_id), float(gcra.interval_us))
         lease = Lease(secrets.token_hex(16), tenant_id, now, now + lease_ttl)
         tx.add_lease(lease)
         return Ticket(tenant_id, lease.id, _state(tier, decision, refused=False), cost)
@@ -213,16 +248,8 @@ class Admission:
         now_us = to_micros(self._clock())
         gcra = GCRA.per_hour(tier.requests_per_hour, burst=tier.burst)
         with self._db.transaction() as tx:
-            stored = tx.lock_limiter(limiter_key(tenant_id))
-        tat = None if stored is None else to_micros(stored)
-        backlog = 0 if tat is None else max(0, tat - now_us)
-        return RateLimitState(
-            limit=tier.requests_per_hour,
-            remaining=gcra.remaining(tat, now_us),
-            reset_after=backlog / MICROS,
-            window=WINDOW,
-            burst=tier.burst,
-        )
+            tat, _ = _load_tat(tx, tenant_id, gcra, now_us)
+        return _current_state(tier, gcra, tat, now_us)
 
     def status(self, tenant_id: str, tier: Tier) -> dict[str, Any]:
         """Every limit and what is left of it, JSON-ready (for ``GET /rate-limit``)."""
@@ -255,6 +282,17 @@ class Admission:
             burst=tier.burst,
             degraded=True,
         )
+
+
+def _current_state(tier: Tier, gcra: GCRA, tat_us: int | None, now_us: int) -> RateLimitState:
+    backlog = 0 if tat_us is None else max(0, tat_us - now_us)
+    return RateLimitState(
+        limit=tier.requests_per_hour,
+        remaining=gcra.remaining(tat_us, now_us),
+        reset_after=backlog / MICROS,
+        window=WINDOW,
+        burst=tier.burst,
+    )
 
 
 def _with_retry(state: RateLimitState, retry_after: float) -> RateLimitState:
