@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -96,7 +96,7 @@ _NEGATIVE = frozenset(
 
 
 @app.tenant_function(timeout=10)
-def score_text(text: str = Field(max_length=10_000)) -> dict[str, Any]:
+def score_text(text: Annotated[str, Field(max_length=10_000)]) -> dict[str, Any]:
     """Word count and a lexicon sentiment score: cheap, made for ``/batch``."""
     words = [w.strip(".,!?;:").lower() for w in text.split()]
     score = sum(w in _POSITIVE for w in words) - sum(w in _NEGATIVE for w in words)
@@ -124,7 +124,7 @@ MODELS = _train()
 @app.tenant_function(path="/inference", timeout=60)
 def inference(
     model_name: Literal["iris", "wine"],
-    inputs: list[list[float]] = Field(min_length=1, max_length=1000),
+    inputs: Annotated[list[list[float]], Field(min_length=1, max_length=1000)],
 ) -> dict[str, Any]:
     """Classify feature rows with a small scikit-learn model (iris: 4 features, wine: 13)."""
     model, labels, width = MODELS[model_name]
