@@ -61,7 +61,7 @@ def parse_duration(text: str) -> float:
         if match is None:
             raise ValueError(f"invalid duration {text!r}")
         number, unit = match.groups()
-        if not unit and match.end() != len(cleaned):
+        if not unit and (pos != 0 or match.end() != len(cleaned)):  # bare seconds stand alone
             raise ValueError(f"invalid duration {text!r}")
         total += float(number) * _UNITS[unit or "s"]
         pos = match.end()
