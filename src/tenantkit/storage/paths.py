@@ -48,6 +48,8 @@ TEMP_PREFIX = ".tk-partial-"
 # unassigned, and line/paragraph separators.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _SEPARATOR_LOOKALIKES = frozenset("./\\")
+# Slashes that NFKC leaves alone but that read as "/" or "\\" to people.
+_SLASH_CONFUSABLES = frozenset("\u2044\u2215\u2216\u29f5\u29f8\u29f9")
 
 
 def _shown(path: str) -> str:
@@ -62,9 +64,9 @@ def _check_character(path: str, char: str) -> None:
         raise ControlCharacter(
             f"path {_shown(path)} holds the control or format character U+{ord(char):04X}"
         )
-    if char not in _SEPARATOR_LOOKALIKES and not char.isascii():
+    if not char.isascii():
         folded = unicodedata.normalize("NFKC", char)
-        if _SEPARATOR_LOOKALIKES.intersection(folded):
+        if _SEPARATOR_LOOKALIKES.intersection(folded) or char in _SLASH_CONFUSABLES:
             raise LookalikeCharacter(
                 f"path {_shown(path)} holds U+{ord(char):04X}, which reads as "
                 f"{folded!r}; use plain '.' and '/'"
@@ -76,11 +78,11 @@ def normalize_path(path: str, *, directory: bool = False) -> str:
 
     The rules, in order: the path is a ``str``; it holds no control, format
     or separator characters, no backslash and no character that normalises
-    (NFKC) to ``.``, ``/`` or ``\\``; it is in NFC; it is relative; it has no
-    empty segment; ``.`` segments drop out and ``..`` removes the segment
-    before it but never climbs above the root; no segment starts with
-    :data:`TEMP_PREFIX`; segments fit in :data:`MAX_NAME_BYTES` and the whole
-    in :data:`MAX_PATH_BYTES`.
+    (NFKC) to ``.``, ``/`` or ``\\`` or otherwise reads as a slash; it is in
+    NFC; it is relative; it has no empty segment; ``.`` segments drop out and
+    ``..`` removes the segment before it but never climbs above the root; no
+    segment starts with :data:`TEMP_PREFIX`; segments fit in
+    :data:`MAX_NAME_BYTES` and the whole in :data:`MAX_PATH_BYTES`.
 
     Args:
         path: The path as the tenant wrote it.

@@ -71,7 +71,17 @@ class StorageWriter(io.RawIOBase):
     appears whole, atomically); leaving it with an exception, or calling
     :meth:`abort`, throws everything away and keeps any old content. Every
     :meth:`write` reserves its bytes against the quota first, so a write that
-    would pass the quota raises before the bytes are stored.
+    would pass the quota raises before the bytes are stored. A dropped
+    writer that was never closed is aborted, never committed.
+
+    Accounting: the ledger holds what is stored plus what writes in flight
+    have reserved. A new file reserves one file up front. Bytes up to the
+    size of the file being replaced are not reserved again (an overwrite
+    needs room only for growth); everything beyond is. On commit, under the
+    backend's commit lock, the reservation is settled against the file
+    actually replaced at that moment: the difference is released, or reserved
+    if a concurrent change made it necessary, in which case the commit can
+    still be refused and nothing becomes visible.
     """
 
     def __init__(self, storage: TenantStorage, path: str, *, size: int | None = None) -> None:
@@ -86,13 +96,16 @@ class StorageWriter(io.RawIOBase):
         existing = storage.backend.stat(path)
         if existing is not None and existing.is_dir:
             raise NotAFile(f"{path!r} is a directory")
+        self._credit = existing.size if existing is not None else 0
         try:
             if existing is None:
                 storage._reserve(0, 1, path=path)
                 self._reserved_file = 1
-            if size:
-                storage._reserve(size, 0, path=path, file_size=size)
-                self._reserved_bytes = size
+            if size is not None:
+                storage._check_size(size, path=path)
+                if size > self._credit:
+                    storage._reserve(size - self._credit, 0, path=path)
+                    self._reserved_bytes = size - self._credit
             self._staged = storage.backend.stage(path)
         except BaseException:
             self._release_reservations()
@@ -107,12 +120,12 @@ class StorageWriter(io.RawIOBase):
         if self._staged is None:
             raise ValueError("write to a closed StorageWriter")
         chunk = bytes(data)
-        need = self._written + len(chunk) - self._reserved_bytes
+        total = self._written + len(chunk)
+        need = total - self._credit - self._reserved_bytes
         try:
             if need > 0:
-                self._storage._reserve(
-                    need, 0, path=self.path, file_size=self._written + len(chunk)
-                )
+                self._storage._check_size(total, path=self.path)
+                self._storage._reserve(need, 0, path=self.path)
                 self._reserved_bytes += need
             self._staged.write(chunk)
         except OSError as exc:
@@ -121,7 +134,7 @@ class StorageWriter(io.RawIOBase):
         except BaseException:
             self.abort()
             raise
-        self._written += len(chunk)
+        self._written = total
         return len(chunk)
 
     def close(self) -> None:
@@ -171,10 +184,15 @@ class StorageWriter(io.RawIOBase):
                 old = storage.backend.stat(self.path)
                 if old is not None and old.is_dir:
                     raise NotAFile(f"{self.path!r} is a directory")
-                extra_file = (0 if old is not None else 1) - self._reserved_file
-                if extra_file > 0:
-                    storage._reserve(0, 1, path=self.path)
-                    self._reserved_file += 1
+                old_size = old.size if old is not None else 0
+                # What the counters must still gain (or lose) once this file
+                # replaces what is there now, beyond what is already reserved.
+                bytes_due = self._written - old_size - self._reserved_bytes
+                files_due = (0 if old is not None else 1) - self._reserved_file
+                if bytes_due > 0 or files_due > 0:
+                    storage._reserve(max(bytes_due, 0), max(files_due, 0), path=self.path)
+                    self._reserved_bytes += max(bytes_due, 0)
+                    self._reserved_file += max(files_due, 0)
                 staged.commit()
             except OSError as exc:
                 self.abort()
@@ -183,13 +201,10 @@ class StorageWriter(io.RawIOBase):
                 self.abort()
                 raise
             self._staged = None
-            old_size = old.size if old is not None else 0
-            unused_bytes = self._reserved_bytes - self._written
-            unused_file = self._reserved_file - (0 if old is not None else 1)
             self._reserved_bytes = self._reserved_file = 0
-            if unused_bytes or old_size or unused_file:
-                storage.ledger.adjust(-(unused_bytes + old_size), -unused_file)
-        self.info = storage.backend.stat(self.path)
+            if bytes_due < 0 or files_due < 0:
+                storage.ledger.adjust(min(bytes_due, 0), min(files_due, 0))
+            self.info = storage.backend.stat(self.path)
 
 
 class TenantStorage:
@@ -244,16 +259,17 @@ class TenantStorage:
 
     # -- quotas ---------------------------------------------------------------
 
-    def _reserve(
-        self, delta_bytes: int, delta_files: int, *, path: str, file_size: int | None = None
-    ) -> None:
+    def _check_size(self, file_size: int, *, path: str) -> None:
         tier = self.tier
-        if file_size is not None and file_size > tier.storage_bytes:
+        if file_size > tier.storage_bytes:
             raise FileTooLarge(
                 f"{path!r} would be {_b(file_size)}, more than the {tier.name} tier's "
                 f"whole storage quota of {_b(tier.storage_bytes)}",
                 limit="storage-bytes",
             )
+
+    def _reserve(self, delta_bytes: int, delta_files: int, *, path: str) -> None:
+        tier = self.tier
         usage = self.ledger.adjust(
             delta_bytes,
             delta_files,
