@@ -160,20 +160,29 @@ class PostgresDatabase(SQLDatabase):
                     timeout=self._connect_timeout,
                     reconnect_timeout=self._reconnect_timeout,
                     configure=self._configure,
-                    check=_check_idle_connection,
                     open=False,
                     name="tenantkit",
                 )
                 self._pool.open(wait=False)
             return self._pool
 
+    def _checkout(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> psycopg.Connection[Any]:
+        """A live connection from the pool, passing over any the server dropped."""
+        try:
+            for _ in range(self._max_size):
+                conn = pool.getconn()
+                if _alive(conn):
+                    return conn
+                conn.close()
+                pool.putconn(conn)  # the pool replaces it in the background
+            return pool.getconn()
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable("the PostgreSQL database is unavailable") from exc
+
     @contextmanager
     def _cursor(self, *, write: bool) -> Iterator[Cursor]:
         pool = self._get_pool()
-        try:
-            conn = pool.getconn()
-        except PoolTimeout as exc:
-            raise DatabaseUnavailable("the PostgreSQL database is unavailable") from exc
+        conn = self._checkout(pool)
         try:
             try:
                 conn.isolation_level = _WRITE_ISOLATION if write else _READ_ISOLATION
@@ -254,18 +263,22 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _check_idle_connection(conn: psycopg.Connection[Any]) -> None:
-    """Pool ``check``: refuse a connection the server dropped while it was idle.
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a pooled connection still works, without a round trip when idle.
 
     An idle connection has nothing to read; if its socket is readable the
-    server sent something (usually a termination notice and EOF). Only then
-    pay for a round trip to find out. Raising makes the pool replace it.
+    server sent something (usually a termination notice and EOF), and only
+    then is a round trip paid to find out.
     """
     if conn.closed or conn.broken:
-        raise psycopg.OperationalError("connection closed")
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
-        ConnectionPool.check_connection(conn)
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if readable:
+            ConnectionPool.check_connection(conn)
+    except (psycopg.Error, OSError, ValueError):
+        return False
+    return True
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
