@@ -21,10 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from tenantkit.errors import TenantKitError
 from tenantkit.workers.context import TenantContext
 from tenantkit.workers.function import TenantFunction
 
-__all__ = ["Envelope", "Executor", "LocalExecutor", "run_in_envelope"]
+__all__ = ["Envelope", "Executor", "LocalExecutor", "caller_problem", "run_in_envelope"]
 
 logger = logging.getLogger("tenantkit.workers")
 
@@ -40,6 +41,9 @@ class Envelope:
         compute_seconds: Seconds spent inside the user's function.
         gpu_type: GPU the call ran on (``None`` without one).
         gpu_count: GPUs the call held.
+        problem: For a function that raised a tenantkit error meant for the
+            caller (a 4xx such as ``ValidationError("...")``): its status, code,
+            title and message, shown to the client as is. ``None`` otherwise.
     """
 
     value: Any = None
@@ -48,6 +52,7 @@ class Envelope:
     compute_seconds: float = 0.0
     gpu_type: str | None = None
     gpu_count: int = 0
+    problem: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -92,6 +97,15 @@ def run_in_envelope(
             value = function.invoke(arguments, ctx)
         except Exception as exc:
             compute += time.perf_counter() - start
+            problem = caller_problem(exc)
+            if problem is not None:
+                return Envelope(
+                    error=type(exc).__name__,
+                    compute_seconds=compute,
+                    gpu_type=gpu_type,
+                    gpu_count=gpu_count,
+                    problem=problem,
+                )
             error = type(exc).__name__
             logger.exception(
                 "tenant function %r failed (request %s, attempt %d of %d)",
@@ -106,6 +120,19 @@ def run_in_envelope(
             value=value, compute_seconds=compute, gpu_type=gpu_type, gpu_count=gpu_count
         )
     return Envelope(error=error, compute_seconds=compute, gpu_type=gpu_type, gpu_count=gpu_count)
+
+
+def caller_problem(exc: BaseException) -> dict[str, Any] | None:
+    """A tenantkit 4xx error raised on purpose by a function, as problem members."""
+    if isinstance(exc, TenantKitError) and 400 <= exc.status < 500:
+        return {
+            "status": exc.status,
+            "code": exc.code,
+            "title": exc.title,
+            "detail": str(exc) or exc.title,
+            "extras": exc.problem_extras(),
+        }
+    return None
 
 
 class _Clock:
@@ -187,6 +214,11 @@ class LocalExecutor:
                 return Envelope(error="FunctionTimeout", timed_out=True, compute_seconds=compute)
             except Exception as exc:
                 compute += time.perf_counter() - start
+                problem = caller_problem(exc)
+                if problem is not None:
+                    return Envelope(
+                        error=type(exc).__name__, compute_seconds=compute, problem=problem
+                    )
                 error = type(exc).__name__
                 logger.exception(
                     "tenant function %r failed (request %s, attempt %d of %d)",

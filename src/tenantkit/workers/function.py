@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -246,6 +247,9 @@ def _is_context(annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _is_context(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):  # TenantContext | None
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(members) == 1 and _is_context(members[0])
     return False
 
 
