@@ -448,6 +448,27 @@ def test_changes_from_another_process_apply_after_the_cache_ttl(
         keys.verify(issued.api_key)
 
 
+def test_deletion_by_another_process_applies_after_the_cache_ttl(
+    counting: CountingDatabase, tmp_path: Path, clock: Clock, database: Database
+) -> None:
+    keys = KeyManager(counting, hs_settings(tmp_path, auth_cache_ttl=5), clock=clock)
+    tenants = TenantService(counting, keys, clock=clock)
+    _, issued = tenants.create("acme-corp", "Acme", "pro")
+    _, other = tenants.create("other-corp", "Other", "pro")
+    keys.verify(issued.api_key)
+    keys.verify(other.api_key)
+    with database.transaction() as tx:  # what another process's delete and suspend write
+        tx.delete_tenant("acme-corp")
+        tx.update_tenant("other-corp", now=clock(), status="suspended")
+    clock.advance(5)
+    with pytest.raises(AuthenticationError):
+        keys.verify(issued.api_key)
+    with pytest.raises(TenantSuspended):
+        keys.verify(other.api_key)
+    with pytest.raises(AuthenticationError):
+        keys.verify(issued.api_key)  # and stays refused
+
+
 def test_revoke_unknown_or_foreign_key(
     keys: KeyManager, tenants: TenantService, issued: IssuedKey
 ) -> None:

@@ -303,8 +303,14 @@ class KeyManager:
         digest = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).digest()
         now = self.clock()
         entry = self._cache.get(digest)
-        if entry is None or now - entry.loaded_at >= self.cache_ttl:
+        if entry is None:
             entry = self._load(api_key, digest, now)
+        elif now - entry.loaded_at >= self.cache_ttl:
+            # the same string was verified before: only the records can have changed
+            principal = entry.principal
+            entry = self._read_records(
+                digest, principal.tenant.id, principal.key.id, entry.exp, now, entry.touched_at
+            )
         if entry.exp is not None and now >= entry.exp:
             raise AuthenticationError("API key expired")
         principal = entry.principal
@@ -325,21 +331,33 @@ class KeyManager:
         tenant_id, key_id, exp = _claims_of(payload)
         if exp is not None and now >= exp:
             raise AuthenticationError("API key expired")
+        return self._read_records(digest, tenant_id, key_id, exp, now, float("-inf"))
+
+    def _read_records(
+        self,
+        digest: bytes,
+        tenant_id: str,
+        key_id: str,
+        exp: float | None,
+        now: float,
+        touched_at: float,
+    ) -> _Entry:
+        """Read the key and tenant records and cache them under ``digest``."""
         generation = self._generation
         with self.db.transaction(write=False) as tx:
             record = tx.get_key(key_id)
             tenant = tx.get_tenant(tenant_id) if record is not None else None
         if record is None or tenant is None or record.tenant_id != tenant_id:
+            with self._lock:
+                self._cache.pop(digest, None)
             raise AuthenticationError("API key revoked or unknown")
-        touched_at = record.last_used_at if record.last_used_at is not None else float("-inf")
+        if record.last_used_at is not None:
+            touched_at = max(touched_at, record.last_used_at)
         entry = _Entry(Principal(tenant, record), exp, now, touched_at)
         with self._lock:
             if generation == self._generation:  # no invalidation raced this read
-                if len(self._cache) >= self.cache_size:
+                if digest not in self._cache and len(self._cache) >= self.cache_size:
                     self._evict_oldest()
-                old = self._cache.get(digest)
-                if old is not None:
-                    entry.touched_at = max(entry.touched_at, old.touched_at)
                 self._cache[digest] = entry
                 self._by_tenant.setdefault(tenant_id, set()).add(digest)
         return entry
