@@ -8,7 +8,7 @@ hints, a :class:`TenantContext` injected)::
     def test_analyze():
         assert call(analyze, {"items": [1, 2, 3]})["mean"] == 2
 
-Or run the whole gateway in process, with a throwaway database and a tenant::
+Or serve the whole gateway on loopback, with a throwaway database and a tenant::
 
     from tenantkit.testing import local_gateway
 
@@ -23,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,14 +37,14 @@ from tenantkit.errors import ConfigurationError
 from tenantkit.workers import TenantApp, TenantContext, TenantFunction, function_record
 
 if TYPE_CHECKING:
+    import httpx
     from fastapi import FastAPI
-    from starlette.testclient import TestClient
 
     from tenantkit.config import Settings
     from tenantkit.db import UsageEvent
     from tenantkit.gateway import Services
 
-__all__ = ["GatewayHarness", "call", "local_gateway", "make_context"]
+__all__ = ["GatewayHarness", "call", "local_gateway", "make_context", "running_server"]
 
 
 def make_context(
@@ -100,16 +103,18 @@ class GatewayHarness:
     Attributes:
         gateway: The FastAPI app.
         services: Its services (database, keys, tenants, admission, meter).
-        client: A Starlette ``TestClient`` sending the tenant's API key.
+        client: An ``httpx.Client`` on the server, sending the tenant's API key.
         tenant_id: The tenant created for the test.
         api_key: That tenant's key.
+        url: The server's base URL (uvicorn on loopback).
     """
 
     gateway: FastAPI
     services: Services
-    client: TestClient
+    client: httpx.Client
     tenant_id: str
     api_key: str
+    url: str
 
     def create_tenant(self, tenant_id: str, tier: str = "free") -> str:
         """Create another tenant; return its API key."""
@@ -135,7 +140,7 @@ def local_gateway(
     settings: Settings | None = None,
     data_dir: str | Path | None = None,
 ) -> Iterator[GatewayHarness]:
-    """Run ``app``'s gateway in process on a throwaway SQLite database.
+    """Serve ``app``'s gateway with uvicorn on loopback, on a throwaway SQLite database.
 
     Args:
         app: The app under test.
@@ -144,7 +149,7 @@ def local_gateway(
         settings: Settings to use (a temporary ``data_dir`` is filled in otherwise).
         data_dir: Where the database goes (default: a temporary folder, removed after).
     """
-    from starlette.testclient import TestClient
+    import httpx
 
     from tenantkit.config import get_settings
     from tenantkit.gateway import create_gateway
@@ -164,8 +169,41 @@ def local_gateway(
             tenant_id, tenant_id, tier or next(iter(app.tiers)), actor="test"
         )
         headers = {"Authorization": f"Bearer {issued.api_key}"}
-        with TestClient(gateway, headers=headers, raise_server_exceptions=False) as client:
-            yield GatewayHarness(gateway, services, client, tenant_id, issued.api_key)
+        with (
+            running_server(gateway) as url,
+            httpx.Client(base_url=url, headers=headers, timeout=60) as client,
+        ):
+            yield GatewayHarness(gateway, services, client, tenant_id, issued.api_key, url)
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def running_server(gateway: Any, *, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a background thread on a free port.
+
+    Yields the base URL (``http://127.0.0.1:PORT``). Leaving the block stops
+    the server gracefully, running the app's shutdown (which flushes the meter).
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(gateway, host=host, port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()

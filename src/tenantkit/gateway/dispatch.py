@@ -128,7 +128,33 @@ async def _meter(
     )
 
 
+class _CallerProblem(TenantKitError):
+    """A 4xx a tenant function raised on purpose, rebuilt from its envelope."""
+
+    def __init__(self, problem: dict[str, Any]) -> None:
+        super().__init__(str(problem.get("detail", "")))
+        self.problem = problem
+
+    @property
+    def status(self) -> int:  # type: ignore[override]
+        return int(self.problem.get("status", 400))
+
+    @property
+    def code(self) -> str:  # type: ignore[override]
+        return str(self.problem.get("code", "invalid-input"))
+
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        return str(self.problem.get("title", "Invalid input"))
+
+    def problem_extras(self) -> dict[str, Any]:
+        extras = self.problem.get("extras")
+        return dict(extras) if isinstance(extras, dict) else {}
+
+
 def _envelope_error(envelope: Envelope, function: TenantFunction) -> TenantKitError:
+    if envelope.problem is not None:
+        return _CallerProblem(envelope.problem)
     if envelope.timed_out:
         return FunctionTimeout(
             f"function {function.name!r} ran past its {function.options.timeout:g}s timeout"

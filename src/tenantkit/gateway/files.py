@@ -84,9 +84,7 @@ async def list_files(
     """Your files whose path starts with ``prefix``, sorted by path."""
     rc.require_scope("files:read")
     storage = _storage(rc)
-    entries = await anyio.to_thread.run_sync(
-        lambda: storage.list(prefix, recursive=recursive)
-    )
+    entries = await anyio.to_thread.run_sync(lambda: storage.list(prefix, recursive=recursive))
     usage = await anyio.to_thread.run_sync(_usage, storage)
     return {"prefix": prefix, "files": [entry.public() for entry in entries], "usage": usage}
 

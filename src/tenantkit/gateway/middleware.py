@@ -106,9 +106,11 @@ class GatewayMiddleware:
                 headers.append(rid_header)
                 extra: dict[str, str] | None = state.get("response_headers")
                 if extra:
-                    headers.extend(
-                        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()
-                    )
+                    present = {name.lower() for name, _ in headers}
+                    for key, value in extra.items():
+                        name = key.lower().encode("latin-1")
+                        if name not in present:
+                            headers.append((name, value.encode("latin-1")))
                 message["headers"] = headers
             elif too_large:
                 return  # the replaced response's body
