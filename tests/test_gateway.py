@@ -236,7 +236,7 @@ def test_key_scopes_limit_functions(gw: GatewayHarness) -> None:
 
 def test_a_functions_exception_is_a_500_without_its_message(gw: GatewayHarness) -> None:
     response = gw.client.post("/functions/explode", json={})
-    body = assert_problem(response, 500, "function-error")
+    assert_problem(response, 500, "function-error")
     assert "hunter2" not in response.text
     assert "RuntimeError" not in response.text
     assert has_rate_headers(response)
@@ -427,7 +427,7 @@ def test_tenant_usage_and_rate_limit_routes(gw: GatewayHarness) -> None:
 def test_openapi_has_a_schema_per_function(gw: GatewayHarness) -> None:
     spec = gw.client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
-    for name, path in (("analyze", "/functions/analyze"), ("inference", "/inference")):
+    for _name, path in (("analyze", "/functions/analyze"), ("inference", "/inference")):
         operation = spec["paths"][path]["post"]
         ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         schema = schemas[ref.rsplit("/", 1)[1]]
