@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import tenantkit
 
 
@@ -16,12 +18,8 @@ def test_every_exported_name_resolves() -> None:
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
-    try:
+    with pytest.raises(AttributeError, match="NoSuchThing"):
         _ = tenantkit.NoSuchThing  # type: ignore[attr-defined]
-    except AttributeError as exc:
-        assert "NoSuchThing" in str(exc)
-    else:
-        raise AssertionError("expected AttributeError")
 
 
 def test_lazy_names_are_the_real_objects() -> None:
