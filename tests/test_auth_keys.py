@@ -675,3 +675,44 @@ def test_keyring_from_secrets_signs_with_the_first(tmp_path: Path) -> None:
     assert jwt.get_unverified_header(token)["kid"] == ring.current.kid
     assert jwt.decode(token, SECRET, algorithms=["HS256"])["sub"] == "a1"
     assert len(ring.kids) == 2
+
+
+def test_concurrent_verification_and_revocation(database: Database, tmp_path: Path) -> None:
+    import threading
+
+    keys = KeyManager(database, hs_settings(tmp_path, auth_cache_ttl=0.001))
+    tenants = TenantService(database, keys)
+    minted = [tenants.create(f"tenant-{i}", "T", "free")[1] for i in range(10)]
+    victim = minted[0]
+    revoked = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker(offset: int) -> None:
+        try:
+            for n in range(150):
+                key = minted[(offset + n) % len(minted)]
+                if key is victim and revoked.is_set():
+                    with pytest.raises(AuthenticationError):
+                        keys.verify(key.api_key)
+                else:
+                    try:
+                        keys.verify(key.api_key)
+                    except AuthenticationError:
+                        assert key is victim  # only the victim, racing its revocation
+                keys.flush_last_used()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    keys.revoke(victim.record.tenant_id, victim.record.id)
+    revoked.set()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    with pytest.raises(AuthenticationError):
+        keys.verify(victim.api_key)
+    assert all(
+        r.last_used_at is not None for m in minted[1:] for r in keys.list_keys(m.record.tenant_id)
+    )

@@ -209,6 +209,7 @@ class KeyManager:
         self._generation = 0
         self._lock = threading.Lock()
         self._touches: dict[str, float] = {}
+        self._touch_lock = threading.Lock()
         self._next_touch_flush = 0.0
         with _MANAGERS_LOCK:
             _MANAGERS.add(self)
@@ -320,7 +321,8 @@ class KeyManager:
             raise TenantSuspended(f"tenant {principal.tenant.id!r} is suspended")
         if now - entry.touched_at >= _LAST_USED_EVERY:
             entry.touched_at = now
-            self._touches[principal.key.id] = now
+            with self._touch_lock:
+                self._touches[principal.key.id] = now
             if now >= self._next_touch_flush:
                 self.flush_last_used()
         return principal
@@ -372,9 +374,14 @@ class KeyManager:
                 del self._by_tenant[entry.principal.tenant.id]
 
     def flush_last_used(self) -> int:
-        """Write pending last-use times (best effort); return how many keys."""
-        self._next_touch_flush = self.clock() + _TOUCH_FLUSH_EVERY
-        touches, self._touches = self._touches, {}
+        """Write pending last-use times (best effort); return how many keys.
+
+        :meth:`verify` calls this itself at most once a second, in one write
+        transaction for every key used since; a database error is logged, not raised.
+        """
+        with self._touch_lock:
+            self._next_touch_flush = self.clock() + _TOUCH_FLUSH_EVERY
+            touches, self._touches = self._touches, {}
         if not touches:
             return 0
         try:
