@@ -304,3 +304,20 @@ def test_a_pickled_copy_enforces_the_quota_from_the_files(
         copy.write_bytes("b", b"b" * 101)
     copy.write_bytes("b", b"b" * 100)
     assert storage.recount() == (1000, 2)
+
+
+def test_a_remote_copy_reports_its_change_for_the_gateway(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    gateway_side = make(sqlite_database, tmp_path)
+    gateway_side.write_bytes("kept", b"k" * 100)
+    assert gateway_side.unshared_change() == (0, 0)
+    worker_side = pickle.loads(pickle.dumps(gateway_side))
+    worker_side.write_bytes("new", b"n" * 50)
+    worker_side.write_bytes("kept", b"k" * 10)
+    with pytest.raises(StorageQuotaExceeded):
+        worker_side.write_bytes("huge", b"h" * 950)
+    change = worker_side.unshared_change()
+    assert change == (50 - 90, 1)
+    gateway_side.apply_change(*change)
+    assert gateway_side.usage() == scan_usage(gateway_side.backend) == (60, 2)

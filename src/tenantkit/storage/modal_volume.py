@@ -47,18 +47,22 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 def volume_name(app_name: str, tenant_id: str) -> str:
     """The Volume holding a tenant's files: ``<app>.<tenant>``, within Modal's rules.
 
-    Modal names hold at most 64 characters from ``[A-Za-z0-9._-]``. The app
-    name keeps its letters, digits, ``-`` and ``_`` (other runs become
-    ``-``); ``.`` appears only as the separator, so two (app, tenant) pairs
-    never share a name. A name over 64 characters is cut and ends in ``-``
-    plus 12 hex digits of its SHA-256, which keeps it unique.
+    Modal names hold at most 64 characters from ``[A-Za-z0-9._-]``. An app
+    name made of letters, digits, ``-`` and ``_`` is used as is; any other
+    is spelled with ``-`` for each run of other characters plus ``-`` and 6
+    hex digits of its SHA-256, so two apps never share a spelling. ``.``
+    appears only as the separator, so two (app, tenant) pairs never share a
+    name. A name over 64 characters is cut and ends in ``-`` plus 12 hex
+    digits of the whole name's SHA-256, which keeps it unique.
 
     Example:
         >>> volume_name("multi-tenant-saas", "acme-corp")
         'multi-tenant-saas.acme-corp'
     """
     validate_tenant_id(tenant_id)
-    app = _UNSAFE.sub("-", app_name).strip("-") or "app"
+    app = _UNSAFE.sub("-", app_name)
+    if app != app_name or not app:
+        app = f"{app.strip('-') or 'app'}-{hashlib.sha256(app_name.encode()).hexdigest()[:6]}"
     full = f"{app}.{tenant_id}"
     if len(full) <= MAX_VOLUME_NAME:
         return full

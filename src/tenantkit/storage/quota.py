@@ -123,6 +123,7 @@ class MemoryLedger:
         self._seed = seed
         self._lock = threading.Lock()
         self._usage: StorageUsage | None = None
+        self._net = (0, 0)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"tenant_id": self.tenant_id, "seed": self._seed}
@@ -152,7 +153,14 @@ class MemoryLedger:
             if max_files is not None and delta_files > 0 and files > max_files:
                 return None
             self._usage = StorageUsage(self.tenant_id, size, files)
+            self._net = (self._net[0] + delta_bytes, self._net[1] + delta_files)
             return self._usage
+
+    def net_change(self) -> tuple[int, int]:
+        """Bytes and files added (negative: removed) through this ledger since
+        it was created or unpickled, reservations in flight included."""
+        with self._lock:
+            return self._net
 
     def current(self) -> StorageUsage:
         with self._lock:

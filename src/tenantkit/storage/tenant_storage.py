@@ -309,6 +309,27 @@ class TenantStorage:
         now = self.ledger.current()
         return StorageTotals(now.bytes, now.files)
 
+    def unshared_change(self) -> StorageTotals:
+        """What this copy changed that the records database has not seen.
+
+        A copy working on a :class:`MemoryLedger` (inside a Modal container,
+        or without a database) returns the bytes and files it added
+        (negative: removed) since it was created or unpickled; the gateway
+        applies that to its own counters with :meth:`apply_change`. A copy on
+        the database returns ``(0, 0)``.
+        """
+        ledger = self.ledger
+        if isinstance(ledger, MemoryLedger):
+            return StorageTotals(*ledger.net_change())
+        return StorageTotals(0, 0)
+
+    def apply_change(self, delta_bytes: int, delta_files: int) -> StorageTotals:
+        """Add a change made elsewhere (another copy's :meth:`unshared_change`)
+        to the counters, without a quota check: the files already exist."""
+        usage = self.ledger.adjust(delta_bytes, delta_files)
+        assert usage is not None
+        return StorageTotals(usage.bytes, usage.files)
+
     def recount(self) -> StorageTotals:
         """Walk the backend, count what is stored, and set the counters to it.
 
