@@ -46,6 +46,7 @@ def _error_classes() -> dict[str, type[TenantKitError]]:
         classes.setdefault(cls.code, cls)
         pending.extend(cls.__subclasses__())
     classes[InvalidArguments.code] = InvalidArguments
+    classes[_errors.RateLimitExceeded.code] = _errors.RateLimitExceeded
     # the generic HTTP codes the gateway uses for framework errors
     classes.setdefault("bad-request", _errors.ValidationError)
     return classes
