@@ -536,3 +536,15 @@ def test_pickles_and_keeps_working(storage: TenantStorage) -> None:
     assert storage.read_text("b.txt") == "world"
     writer_copy = pickle.loads(pickle.dumps(copy))
     assert writer_copy.usage() == (10, 2)
+
+
+def test_travels_inside_a_tenant_context(tmp_path: Path) -> None:
+    from tenantkit.testing import make_context
+
+    storage = make_storage(tmp_path, "acme")
+    storage.write_text("in.txt", "sent along")
+    ctx = pickle.loads(pickle.dumps(make_context("acme", storage=storage)))
+    assert ctx.storage.read_text("in.txt") == "sent along"
+    ctx.storage.write_text("out.txt", "written remotely")
+    assert storage.read_text("out.txt") == "written remotely"
+    assert ctx.storage.unshared_change() == (len("written remotely"), 1)
