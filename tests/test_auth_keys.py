@@ -617,6 +617,33 @@ def test_last_used_is_recorded_at_most_once_a_minute(
     assert record.last_used_at == T0 + 61
 
 
+def test_verify_cached_never_reads(
+    keys: KeyManager, tenants: TenantService, issued: IssuedKey, counting: CountingDatabase,
+    clock: Clock,
+) -> None:  # fmt: skip
+    before = counting.transactions
+    assert keys.verify_cached(issued.api_key) is None  # not seen yet
+    with pytest.raises(AuthenticationError):
+        keys.verify_cached("sk_" + issued.api_key[3:])
+    assert counting.transactions == before
+    principal = keys.verify(issued.api_key)
+    before = counting.transactions
+    clock.advance(120)  # a last use is due: queued, not written
+    assert keys.verify_cached(issued.api_key) == principal
+    assert counting.transactions == before
+    assert keys.flush_last_used() == 1
+    [record] = keys.list_keys("acme-corp")
+    assert record.last_used_at == T0 + 120
+    tenants.suspend("acme-corp")
+    assert keys.verify_cached(issued.api_key) is None  # dropped from the cache
+    with pytest.raises(TenantSuspended):
+        keys.verify(issued.api_key)
+    with pytest.raises(TenantSuspended):
+        keys.verify_cached(issued.api_key)
+    clock.advance(3600)  # older than the cache ttl
+    assert keys.verify_cached(issued.api_key) is None
+
+
 def test_invalidate_drops_everything(
     keys: KeyManager, issued: IssuedKey, counting: CountingDatabase
 ) -> None:

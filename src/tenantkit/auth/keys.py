@@ -312,6 +312,31 @@ class KeyManager:
             entry = self._read_records(
                 digest, principal.tenant.id, principal.key.id, entry.exp, now, entry.touched_at
             )
+        principal = self._admit(entry, now)
+        if now >= self._next_touch_flush and self._touches:
+            self.flush_last_used()
+        return principal
+
+    def verify_cached(self, api_key: str) -> Principal | None:
+        """:meth:`verify` when it can answer from memory alone, else ``None``.
+
+        Never touches the database (last-use times are queued for the next
+        :meth:`flush_last_used`), so an event loop can call it inline and hand
+        only the ``None`` cases to :meth:`verify` in a worker thread.
+
+        Raises:
+            AuthenticationError, TenantSuspended: as :meth:`verify`, for a cached key.
+        """
+        if not isinstance(api_key, str) or not api_key.startswith(self.prefix):
+            raise AuthenticationError("invalid API key")
+        entry = self._cache.get(hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).digest())
+        now = self.clock()
+        if entry is None or now - entry.loaded_at >= self.cache_ttl:
+            return None
+        return self._admit(entry, now)
+
+    def _admit(self, entry: _Entry, now: float) -> Principal:
+        """Check a loaded entry at ``now`` and note the key's use."""
         if entry.exp is not None and now >= entry.exp:
             raise AuthenticationError("API key expired")
         principal = entry.principal
@@ -323,8 +348,6 @@ class KeyManager:
             entry.touched_at = now
             with self._touch_lock:
                 self._touches[principal.key.id] = now
-            if now >= self._next_touch_flush:
-                self.flush_last_used()
         return principal
 
     def _load(self, api_key: str, digest: bytes, now: float) -> _Entry:
