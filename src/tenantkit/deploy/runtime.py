@@ -39,6 +39,7 @@ from tenantkit.errors import DeployError, FunctionNotFound
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from tenantkit.config import Settings, Tier
     from tenantkit.deploy.source import AppSource
     from tenantkit.workers import Envelope, Executor, TenantContext
 
@@ -89,15 +90,21 @@ def run_worker(
         FunctionNotFound: if the app has no function ``name``.
     """
     from tenantkit.workers import Envelope, InvalidArguments, run_in_envelope
+    from tenantkit.workers.executor import caller_problem
 
     function = source.load().get(name)
     if function is None:
         raise FunctionNotFound(f"no tenant function {name!r} in the deployed app")
     try:
         validated = function.validate(arguments)
-    except InvalidArguments:
+    except InvalidArguments as exc:
         logger.warning("arguments for %r failed validation in the worker", name)
-        return Envelope(error="InvalidArguments", gpu_type=gpu_type, gpu_count=gpu_count)
+        return Envelope(
+            error=type(exc).__name__,
+            problem=caller_problem(exc),
+            gpu_type=gpu_type,
+            gpu_count=gpu_count,
+        )
     envelope = run_in_envelope(function, validated, ctx, gpu_type=gpu_type, gpu_count=gpu_count)
     if envelope.error is None:
         envelope.value = jsonable(envelope.value)
@@ -332,10 +339,26 @@ def gateway_app(
         )
     if executor is None:
         executor = ModalExecutor(config.app_name, environment_name=config.environment)
-    api = create_gateway(source.load(), settings, executor=executor)
+    app = source.load()
+    api = create_gateway(app, settings, executor=executor)
+    _name_tenant_volumes(api, app.name, settings)
     if snapshots is not None:
         _add_snapshots(api, snapshots)
     return api
+
+
+def _name_tenant_volumes(api: FastAPI, app_name: str, settings: Settings) -> None:
+    """Give the gateway's storage factory the app name the Modal backend
+    needs to name each tenant's Volume."""
+    from tenantkit.storage import storage_for
+
+    services = api.state.tenantkit
+    db = services.db
+
+    def factory(tenant_id: str, tier: Tier) -> Any:
+        return storage_for(tenant_id, tier, settings, db, app_name=app_name)
+
+    services.storage_factory = factory
 
 
 def _add_snapshots(api: FastAPI, snapshots: SQLiteSnapshots) -> None:

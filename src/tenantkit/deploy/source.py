@@ -55,6 +55,8 @@ def _module_of(app: TenantApp) -> tuple[ModuleType, str] | None:
     candidates: list[str] = [f.fn.__module__ for f in app.functions.values()]
     candidates.extend(name for name in list(sys.modules) if name not in candidates)
     for module_name in candidates:
+        if module_name == "tenantkit" or module_name.startswith("tenantkit."):
+            continue  # tenantkit's own references (the current app), not a definition
         module = sys.modules.get(module_name)
         if module is None or getattr(module, "__file__", None) is None:
             continue

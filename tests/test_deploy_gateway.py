@@ -1,0 +1,347 @@
+"""The deployed gateway, in-process: requests go through the gateway's ASGI app
+to the worker Modal Functions' ``.local()``, and usage is recorded from the
+envelopes the workers return. Starter mode's SQLite snapshots survive a
+restart of the gateway container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import modal
+import pytest
+from fastapi import FastAPI
+
+from tenantkit.config import Settings
+from tenantkit.db import Tenant, open_database
+from tenantkit.deploy import (
+    DeployOptions,
+    GatewayConfig,
+    ModalDeployment,
+    ModalExecutor,
+    SQLiteSnapshots,
+    build_modal_deployment,
+)
+from tenantkit.deploy.runtime import SNAPSHOT_NAME, gateway_app
+from tenantkit.errors import DeployError
+from tenantkit.workers import Envelope, TenantContext, TenantFunction
+from tests.test_deploy_support import load_gpu_app
+
+PG = os.environ.get("TENANTKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def container_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """What the Modal Secret gives the gateway container, and an empty working folder."""
+    work = tmp_path / "container"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for name in list(os.environ):
+        if name.startswith("TENANTKIT_") or name in ("JWT_SECRET_KEY", "JWT_ALGORITHM"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TENANTKIT_SIGNING_KEY", secrets.token_urlsafe(48))
+    monkeypatch.setenv("TENANTKIT_ADMIN_KEY", "tka_" + secrets.token_urlsafe(32))
+    monkeypatch.setenv("TENANTKIT_DATA_DIR", str(work / ".tenantkit"))
+    monkeypatch.setenv("TENANTKIT_USAGE_FLUSH_INTERVAL", "0.05")
+    return work
+
+
+class RecordingExecutor(ModalExecutor):
+    """A ModalExecutor that also keeps the envelopes it returned."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.envelopes: list[Envelope] = []
+
+    async def run(
+        self, function: TenantFunction, arguments: dict[str, Any], ctx: TenantContext
+    ) -> Envelope:
+        envelope = await super().run(function, arguments, ctx)
+        self.envelopes.append(envelope)
+        return envelope
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> ModalDeployment:
+    return build_modal_deployment(load_gpu_app(tmp_path / "project"), Settings(database_url=None))
+
+
+def starter_config(deployment: ModalDeployment, folder: Path) -> GatewayConfig:
+    return GatewayConfig(
+        app_name=deployment.plan.app_name,
+        environment=None,
+        mode="starter",
+        secret_name="tenantkit",
+        db_volume="gpu-demo-db",
+        commit_interval=0.05,
+        db_mount=str(folder / "volume"),
+        live_db_path=str(folder / "live" / "tenantkit.db"),
+    )
+
+
+@asynccontextmanager
+async def serving(api: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with api.router.lifespan_context(api):
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client
+
+
+def test_a_full_request_records_usage_from_the_worker_envelope(
+    deployment: ModalDeployment, container_env: Path
+) -> None:
+    config = starter_config(deployment, container_env)
+    executor = RecordingExecutor(deployment.plan.app_name, functions=deployment.workers, local=True)
+    commits: list[int] = []
+
+    async def commit() -> None:
+        commits.append(1)
+
+    api = gateway_app(deployment.source, config, executor=executor, commit=commit)
+    services = api.state.tenantkit
+    _, issued = services.tenants.create("acme-corp", "Acme", "pro")
+    headers = {"Authorization": f"Bearer {issued.api_key}"}
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        async with serving(api) as client:
+            embed = await client.post(
+                "/inference", json={"texts": ["a", "b", "c"]}, headers=headers
+            )
+            norm = await client.post(
+                "/functions/norm", json={"point": {"x": -1, "y": 4}}, headers=headers
+            )
+            return embed, norm
+
+    embed, norm = asyncio.run(scenario())
+    assert embed.status_code == 200, embed.text
+    assert embed.json()["n"] == 3
+    assert embed.json()["tenant"] == "acme-corp"
+    assert norm.status_code == 200, norm.text
+    assert norm.json() == {"x": 1.0, "y": 4.0}
+
+    # The final snapshot ran after the meter's last flush: the Volume copy holds the usage.
+    stored = Path(config.db_mount) / SNAPSHOT_NAME
+    assert stored.exists()
+    assert commits
+    db = open_database(f"sqlite:///{stored}")
+    try:
+        with db.transaction(write=False) as tx:
+            events = tx.usage_events("acme-corp", 0, 1e12)
+    finally:
+        db.close()
+    assert sorted(e.function for e in events) == ["embed", "norm"]
+    by_function = {e.function: e for e in events}
+    envelopes = {"embed": executor.envelopes[0], "norm": executor.envelopes[1]}
+    for name, event in by_function.items():
+        envelope = envelopes[name]
+        assert event.compute_seconds == pytest.approx(envelope.compute_seconds)
+        assert event.gpu_type == envelope.gpu_type
+        assert event.gpu_count == envelope.gpu_count
+        assert event.status == 200
+    assert by_function["embed"].gpu_type == "A100-80GB"
+    assert by_function["embed"].gpu_seconds == pytest.approx(2 * envelopes["embed"].compute_seconds)
+    assert by_function["norm"].gpu_type is None
+
+
+def test_starter_records_survive_a_gateway_restart(
+    deployment: ModalDeployment, container_env: Path
+) -> None:
+    config = starter_config(deployment, container_env)
+
+    async def commit() -> None:
+        return None
+
+    def start() -> FastAPI:
+        executor = ModalExecutor(deployment.plan.app_name, functions=deployment.workers, local=True)
+        return gateway_app(deployment.source, config, executor=executor, commit=commit)
+
+    first = start()
+    _, issued = first.state.tenantkit.tenants.create("globex", "Globex", "free")
+
+    async def call(api: FastAPI) -> int:
+        async with serving(api) as client:
+            response = await client.post(
+                "/functions/norm",
+                json={"point": {"x": 1, "y": 1}},
+                headers={"Authorization": f"Bearer {issued.api_key}"},
+            )
+            return response.status_code
+
+    assert asyncio.run(call(first)) == 200
+    # The container is gone, its disk with it; a new one restores from the Volume.
+    live = Path(config.live_db_path)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{live}{suffix}").unlink(missing_ok=True)
+    second = start()
+    with second.state.tenantkit.db.transaction(write=False) as tx:
+        assert len(tx.usage_events("globex", 0, 1e12)) == 1  # the first call's record
+    assert asyncio.run(call(second)) == 200  # the same API key still works
+    restored = open_database(f"sqlite:///{Path(config.db_mount) / SNAPSHOT_NAME}")
+    try:
+        with restored.transaction(write=False) as tx:
+            assert len(tx.usage_events("globex", 0, 1e12)) == 2
+    finally:
+        restored.close()
+
+
+def test_a_tier_refused_call_never_reaches_a_worker(
+    deployment: ModalDeployment, container_env: Path
+) -> None:
+    executor = RecordingExecutor(deployment.plan.app_name, functions=deployment.workers, local=True)
+
+    async def commit() -> None:
+        return None
+
+    api = gateway_app(
+        deployment.source,
+        starter_config(deployment, container_env),
+        executor=executor,
+        commit=commit,
+    )
+    _, issued = api.state.tenantkit.tenants.create("initech", "Initech", "free")
+
+    async def scenario() -> int:
+        async with serving(api) as client:
+            response = await client.post(
+                "/inference",
+                json={"texts": ["a"]},
+                headers={"Authorization": f"Bearer {issued.api_key}"},
+            )
+            return response.status_code
+
+    assert asyncio.run(scenario()) == 403
+    assert executor.envelopes == []
+
+
+def test_modal_timeouts_and_failures_become_envelopes(deployment: ModalDeployment) -> None:
+    stub = modal.App("failing-workers")
+
+    def times_out(arguments: dict[str, Any], ctx: TenantContext) -> Envelope:
+        raise modal.exception.FunctionTimeoutError("Function timed out")
+
+    def crashes(arguments: dict[str, Any], ctx: TenantContext) -> Envelope:
+        raise modal.exception.RemoteError("container exited")
+
+    def not_an_envelope(arguments: dict[str, Any], ctx: TenantContext) -> Any:
+        return {"raw": True}
+
+    functions = {
+        "embed": stub.function(serialized=True, name="embed")(times_out),
+        "norm": stub.function(serialized=True, name="norm")(crashes),
+        "explode": stub.function(serialized=True, name="explode")(not_an_envelope),
+    }
+    executor = ModalExecutor("failing-workers", functions=functions, local=True)
+    app = deployment.source.load()
+    context = TenantContext("acme-corp", "pro", "r-1")
+
+    timed_out = asyncio.run(executor.run(app.functions["embed"], {"texts": []}, context))
+    assert timed_out.timed_out
+    assert timed_out.error == "FunctionTimeout"
+    assert timed_out.compute_seconds == app.functions["embed"].options.timeout
+    assert (timed_out.gpu_type, timed_out.gpu_count) == ("A100-80GB", 2)
+
+    crashed = asyncio.run(executor.run(app.functions["norm"], {"point": {"x": 0, "y": 0}}, context))
+    assert crashed.error == "RemoteError"
+    assert not crashed.timed_out
+    assert crashed.compute_seconds == 0.0
+
+    odd = asyncio.run(executor.run(app.functions["explode"], {"n": 1}, context))
+    assert odd.error == "InvalidWorkerResult"
+
+
+def test_gateway_refuses_to_start_without_a_signing_key(
+    deployment: ModalDeployment, container_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TENANTKIT_SIGNING_KEY")
+    with pytest.raises(DeployError, match="TENANTKIT_SIGNING_KEY from Modal Secret 'tenantkit'"):
+        gateway_app(
+            deployment.source,
+            starter_config(deployment, container_env),
+            executor=ModalExecutor("x", local=True),
+        )
+
+
+def test_production_gateway_needs_a_postgres_url(
+    deployment: ModalDeployment, container_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANTKIT_DATABASE_URL", f"sqlite:///{container_env / 'x.db'}")
+    config = GatewayConfig(deployment.plan.app_name, None, "production", "tenantkit")
+    with pytest.raises(DeployError, match="production mode needs TENANTKIT_DATABASE_URL"):
+        gateway_app(deployment.source, config, executor=ModalExecutor("x", local=True))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    from tests.pg import drop_schema, new_schema_name, require_postgres
+
+    require_postgres(PG)
+    schema = new_schema_name()
+    sep = "&" if "?" in PG else "?"
+    yield f"{PG}{sep}schema={schema}"
+    drop_schema(PG, schema)
+
+
+@pytest.mark.postgres
+def test_registered_gateway_function_serves_in_production_mode(
+    tmp_path: Path, container_env: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> None:
+    """``gateway.local()`` runs the very body Modal runs in the container."""
+    monkeypatch.setenv("TENANTKIT_DATABASE_URL", postgres_url)
+    deployment = build_modal_deployment(
+        load_gpu_app(tmp_path / "project"),
+        Settings(database_url=postgres_url),
+        DeployOptions(gateway_max_containers=3),
+    )
+    api = deployment.gateway.local()
+    assert isinstance(api, FastAPI)
+    executor = api.state.tenantkit.executor
+    assert isinstance(executor, ModalExecutor)
+    assert not executor.local
+    assert executor.app_name == "gpu-demo"
+
+    async def health() -> httpx.Response:
+        async with serving(api) as client:
+            return await client.get("/health")
+
+    response = asyncio.run(health())
+    assert response.status_code == 200
+    assert sorted(response.json()["functions"]) == ["embed", "explode", "norm", "reject"]
+
+
+def test_snapshots_copy_only_changes_and_restore_a_consistent_file(tmp_path: Path) -> None:
+    live = tmp_path / "live" / "records.db"
+    stored = tmp_path / "volume" / "records.db"
+    snapshots = SQLiteSnapshots(live, stored)
+    assert snapshots.restore() is False
+    db = open_database(f"sqlite:///{live}")
+    try:
+        with db.transaction() as tx:
+            tx.create_tenant(Tenant("acme-corp", "Acme", "free", "active", 1.0, 1.0))
+        assert snapshots.snapshot() is True
+        assert snapshots.snapshot() is False  # nothing changed since
+        with db.transaction() as tx:
+            tx.create_tenant(Tenant("globex", "Globex", "pro", "active", 2.0, 2.0))
+        assert snapshots.snapshot() is True
+        assert snapshots.snapshot(force=True) is True
+        assert snapshots.snapshots == 3
+        assert not Path(f"{stored}-wal").exists()  # one self-contained file on the Volume
+    finally:
+        db.close()
+        snapshots.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{live}{suffix}").unlink(missing_ok=True)
+    assert SQLiteSnapshots(live, stored).restore() is True
+    reopened = open_database(f"sqlite:///{live}")
+    try:
+        with reopened.transaction(write=False) as tx:
+            assert tx.get_tenant("globex") is not None
+            assert tx.get_tenant("acme-corp") is not None
+    finally:
+        reopened.close()
