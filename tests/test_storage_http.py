@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,8 @@ class Harness:
 
     services: Any
     client: httpx.AsyncClient
+    gateway: Any
+    api_key: str
 
     def create_tenant(self, tenant_id: str, tier: str) -> str:
         _, issued = self.services.tenants.create(tenant_id, tenant_id, tier, actor="test")
@@ -71,7 +73,7 @@ async def running(
             base_url="http://tenantkit.test",
             headers=Harness.headers(issued.api_key),
         ) as client:
-            yield Harness(services, client)
+            yield Harness(services, client, gateway, issued.api_key)
 
 
 def settings_for(tmp_path: Path, **extra: Any) -> Settings:
@@ -284,3 +286,99 @@ async def test_quickstart_example_result_is_readable_over_http(tmp_path: Path) -
         stored = await gw.client.get(f"/files/{listed[0]['path']}")
         assert stored.status_code == 200
         assert stored.json()["mean"] == 2
+
+
+async def test_an_upload_cut_off_midway_keeps_the_old_file(gw: Harness, tmp_path: Path) -> None:
+    assert (await gw.client.put("/files/doc.txt", content=b"old")).status_code == 201
+    before = (await gw.client.get("/files")).json()["usage"]
+    messages = [{"type": "http.request", "body": b"n" * 5000, "more_body": True}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": "/files/doc.txt",
+        "raw_path": b"/files/doc.txt",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"tenantkit.test"),
+            (b"authorization", f"Bearer {gw.api_key}".encode()),
+            (b"transfer-encoding", b"chunked"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("tenantkit.test", 80),
+    }
+    await gw.gateway(scope, receive, send)
+    assert sent[0]["status"] == 400  # nobody reads it: the client is gone
+    assert (await gw.client.get("/files/doc.txt")).content == b"old"
+    assert (await gw.client.get("/files")).json()["usage"] == before
+    root = tmp_path / "data" / "volumes" / "tenant-a"
+    assert sorted(p.name for p in root.iterdir()) == ["doc.txt"]
+
+
+@pytest.mark.slow
+def test_a_large_upload_streams_through_a_real_server(tmp_path: Path) -> None:
+    import threading
+    import time
+    import tracemalloc
+
+    import uvicorn
+
+    size, chunk = 40 * 1024 * 1024, 1024 * 1024
+    settings = settings_for(tmp_path, max_body_bytes=1 << 30)
+    gateway = create_gateway(make_app(), settings)
+    _, issued = gateway.state.tenantkit.tenants.create("tenant-a", "A", "roomy", actor="test")
+    config = uvicorn.Config(
+        gateway, host="127.0.0.1", port=0, log_level="warning", ws="none", http="h11"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    port = server.servers[0].sockets[0].getsockname()[1]
+    sent = hashlib.sha256()
+
+    def body() -> Iterator[bytes]:
+        for n in range(size // chunk):
+            part = hashlib.sha256(n.to_bytes(4, "big")).digest() * (chunk // 32)
+            sent.update(part)
+            yield part
+
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {issued.api_key}"},
+            timeout=120,
+        ) as client:
+            tracemalloc.start()
+            try:
+                response = client.put("/files/big/blob.bin", content=body())
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert response.status_code == 201, response.text
+            assert response.json()["file"]["size"] == size
+            assert peak < size // 4, f"the body was held in memory: peak {peak:,} bytes"
+            received = hashlib.sha256()
+            with client.stream("GET", "/files/big/blob.bin") as download:
+                assert download.headers["content-length"] == str(size)
+                for part in download.iter_bytes():
+                    received.update(part)
+            assert received.digest() == sent.digest()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -32,8 +32,9 @@ from urllib.parse import quote
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
-from tenantkit.errors import NotFound, ValidationError
+from tenantkit.errors import NotFound, StorageError, ValidationError
 from tenantkit.gateway.deps import CurrentPrincipal, RequestContext
 from tenantkit.storage import TenantStorage, normalize_path
 
@@ -156,6 +157,9 @@ async def put_file(path: str, request: Request, rc: CurrentPrincipal) -> JSONRes
         if buffer:
             await anyio.to_thread.run_sync(writer.write, bytes(buffer))
         await anyio.to_thread.run_sync(writer.close)
+    except ClientDisconnect:
+        await anyio.to_thread.run_sync(writer.abort)
+        raise StorageError("the upload ended before its body did; nothing was stored") from None
     except BaseException:
         await anyio.to_thread.run_sync(writer.abort)
         raise
