@@ -382,3 +382,13 @@ def test_a_large_upload_streams_through_a_real_server(tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+async def test_usage_shows_the_storage_gauge(gw: Harness) -> None:
+    await gw.client.put("/files/a.bin", content=b"a" * 120)
+    await gw.client.put("/files/b.bin", content=b"b" * 30)
+    await gw.client.delete("/files/a.bin")
+    usage = (await gw.client.get("/usage")).json()
+    assert usage["storage"]["bytes"] == 30
+    assert usage["storage"]["files"] == 1
+    assert usage["storage"]["source"] == "gauge"
