@@ -184,28 +184,16 @@ class PostgresDatabase(SQLDatabase):
         pool = self._get_pool()
         conn = self._checkout(pool)
         try:
-            try:
-                conn.isolation_level = _WRITE_ISOLATION if write else _READ_ISOLATION
-                cur = conn.cursor()
-            except psycopg.Error as exc:
-                raise _wrap(exc, conn) from exc
-            try:
+            conn.isolation_level = _WRITE_ISOLATION if write else _READ_ISOLATION
+            with conn.cursor() as cur:
                 yield cur
-            except psycopg.Error as exc:
-                _rollback(conn)
-                raise _wrap(exc, conn) from exc
-            except BaseException:
-                _rollback(conn)
-                raise
-            else:
-                try:
-                    conn.commit()
-                except psycopg.Error as exc:
-                    _rollback(conn)
-                    raise _wrap(exc, conn) from exc
-            finally:
-                with suppress(psycopg.Error):
-                    cur.close()
+                conn.commit()
+        except psycopg.Error as exc:
+            _rollback(conn)
+            raise _wrap(exc, conn) from exc
+        except BaseException:
+            _rollback(conn)
+            raise
         finally:
             pool.putconn(conn)
 
