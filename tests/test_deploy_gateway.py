@@ -31,7 +31,7 @@ from tenantkit.deploy import (
 )
 from tenantkit.deploy.runtime import SNAPSHOT_NAME, gateway_app
 from tenantkit.errors import DeployError
-from tenantkit.workers import Envelope, TenantContext, TenantFunction
+from tenantkit.workers import Envelope, Executor, TenantContext, TenantFunction
 from tests.test_deploy_support import load_gpu_app
 
 PG = os.environ.get("TENANTKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -302,6 +302,7 @@ def test_registered_gateway_function_serves_in_production_mode(
     api = deployment.gateway.local()
     assert isinstance(api, FastAPI)
     executor = api.state.tenantkit.executor
+    assert isinstance(executor, Executor)  # the workers' protocol
     assert isinstance(executor, ModalExecutor)
     assert not executor.local
     assert executor.app_name == "gpu-demo"

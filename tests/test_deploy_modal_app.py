@@ -206,3 +206,15 @@ def test_worker_body_runs_in_a_fresh_interpreter(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "{'x': 2.0, 'y': 3.0} None True"
+
+
+def test_importing_tenantkit_and_its_deploy_package_never_imports_modal() -> None:
+    code = (
+        "import sys, tenantkit, tenantkit.deploy, tenantkit.cli\n"
+        "from tenantkit.deploy import plan, DeployOptions\n"
+        "print(sorted(m for m in sys.modules if m == 'modal' or m.startswith('modal.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"

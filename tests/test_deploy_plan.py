@@ -81,7 +81,7 @@ def test_gpu_function_options_reach_the_plan(tmp_path: Path) -> None:
     assert embed.tiers == ("enterprise", "pro")
     assert p.secrets == ("hf-token", "shared-config", "tenantkit")
     assert p.gateway.secrets == ("tenantkit",)  # workers never hold the signing key
-    assert p.gateway.timeout == 661  # longest function + a minute
+    assert p.gateway.timeout == 601 * 3 + 60  # the longest call (3 attempts) + a minute
     assert p.image.requirements == ("numpy==2.1.0",)
 
 

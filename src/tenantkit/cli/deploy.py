@@ -215,15 +215,13 @@ def deploy(app_ref: str, dry_run: bool, as_json: bool, **values: Any) -> None:
                 "app": result.app_name,
                 "gateway_url": result.gateway_url,
                 "docs_url": result.docs_url,
-                "app_page_url": result.app_page_url,
+                "app_id": result.app_id,
                 "database": deploy_plan.database.mode,
             }
         )
         return
     out.line(f"Gateway: {_text(result.gateway_url)}")
     out.line(f"API docs: {_text(result.docs_url)}")
-    if result.app_page_url:
-        out.line(f"Modal dashboard: {_text(result.app_page_url)}")
     out.line(
         f"Database: {deploy_plan.database.mode} mode. {_text(deploy_plan.database.durability)}"
     )

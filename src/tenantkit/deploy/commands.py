@@ -9,7 +9,7 @@ message naming ``modal token new``, before any network call.
 from __future__ import annotations
 
 import secrets as token_source
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from tenantkit.deploy.options import DEFAULT_SECRET_NAME, DeployOptions
@@ -76,15 +76,13 @@ class DeployResult:
         app_name: The Modal App.
         gateway_url: The gateway's URL.
         docs_url: Its OpenAPI docs.
-        app_page_url: The app's page on modal.com, where Modal gives one.
-        warnings: Warnings Modal returned.
+        app_id: The deployed App's id (``ap-...``).
     """
 
     app_name: str
     gateway_url: str
     docs_url: str
-    app_page_url: str | None = None
-    warnings: tuple[str, ...] = field(default=())
+    app_id: str | None = None
 
 
 def _modal_failure(action: str, exc: Exception) -> DeployError:
@@ -119,23 +117,22 @@ def deploy(
     deployment = build_modal_deployment(app, settings, options)
     try:
         with modal.enable_output():
-            result = deployment.app.deploy(
+            deployment.app.deploy(
                 name=deployment.plan.app_name,
                 environment_name=options.environment,
                 strategy=deployment.plan.database.strategy,
             )
         url = deployment.gateway.get_web_url()
-    except modal.exception.Error as exc:
+    except Exception as exc:  # Modal, gRPC and socket errors alike: one line, no traceback
         raise _modal_failure("deploying", exc) from exc
     if not url:
         raise DeployError("the deploy finished but Modal gave no URL for the gateway")
     url = url.rstrip("/")
-    page = getattr(result, "app_page_url", None)
     return DeployResult(
         app_name=deployment.plan.app_name,
         gateway_url=url,
         docs_url=f"{url}/docs",
-        app_page_url=page if isinstance(page, str) else None,
+        app_id=deployment.app.app_id,
     )
 
 
@@ -219,6 +216,6 @@ def create_secret(
             "change the signing key and invalidate every API key); to replace it on purpose, "
             f"run `modal secret delete {name}` first"
         ) from exc
-    except modal.exception.Error as exc:
+    except Exception as exc:  # Modal, gRPC and socket errors alike: one line, no traceback
         raise _modal_failure("creating the secret", exc) from exc
     return CreatedSecret(name=name, admin_key=values["TENANTKIT_ADMIN_KEY"], keys=tuple(values))

@@ -118,7 +118,8 @@ class GatewayPlan:
         max_containers: Upper bound (``None``: Modal's).
         scaledown_window: Seconds an idle container stays up.
         concurrency: Requests one container serves at once.
-        timeout: Seconds one request may take.
+        timeout: Seconds one request may take (default: the longest call,
+            timeout x attempts, plus a minute).
         secrets: Modal Secrets attached (the tenantkit secret only: the
             gateway holds the signing key, workers never do).
         volumes: Mount path -> Volume name.
@@ -494,7 +495,9 @@ def plan(
         problems.append(Problem("error", "min containers cannot exceed max containers"))
     if options.gateway_concurrency < 1:
         problems.append(Problem("error", "gateway concurrency must be at least 1"))
-    longest = max((f.timeout for f in functions), default=0)
+    # Modal retries an input whose container failed or timed out, so one call can
+    # take (retries + 1) timeouts; the gateway waits for all of them.
+    longest = max((f.timeout * (f.retries + 1) for f in functions), default=0)
     gateway_timeout = options.gateway_timeout or min(MAX_TIMEOUT, max(300, longest + 60))
     if gateway_timeout > MAX_TIMEOUT or gateway_timeout < 1:
         problems.append(Problem("error", f"gateway timeout must be 1 to {MAX_TIMEOUT} seconds"))
@@ -502,8 +505,8 @@ def plan(
         problems.append(
             Problem(
                 "warning",
-                f"gateway timeout {gateway_timeout}s is shorter than the longest function "
-                f"timeout ({longest}s); such calls fail at the gateway first",
+                f"gateway timeout {gateway_timeout}s is shorter than the longest call "
+                f"(timeout x attempts: {longest}s); such calls fail at the gateway first",
             )
         )
 
