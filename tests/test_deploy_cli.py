@@ -171,3 +171,15 @@ def test_secret_values_are_fresh_and_fit_the_signing_rules() -> None:
     assert eddsa["TENANTKIT_DATABASE_URL"] == "postgresql://u@db/x"
     with pytest.raises(DeployError, match="postgresql://"):
         secret_values(database_url="sqlite:///x.db")
+
+
+def test_an_app_file_that_fails_to_import_is_one_line(tmp_path: Path) -> None:
+    app_file = write_app(
+        tmp_path / "project", "import not_installed_anywhere_xyz\n", "broken_app.py"
+    )
+    code, _, err = dry_run(str(app_file))
+    assert code == 1
+    assert err.strip() == (
+        f"Error: cannot load {app_file}: ModuleNotFoundError: No module named "
+        "'not_installed_anywhere_xyz' (run with --debug for the traceback)"
+    )

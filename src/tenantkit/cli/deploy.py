@@ -12,6 +12,7 @@ from tenantkit.cli._common import command_errors, json_option, main, out
 
 if TYPE_CHECKING:
     from tenantkit.deploy import DeployOptions, DeployPlan
+    from tenantkit.workers import TenantApp
 
 __all__ = ["deploy"]
 
@@ -137,6 +138,23 @@ def _print_plan(deploy_plan: DeployPlan) -> None:
         out.line(f"[red]Error:[/red] {_text(message)}")
 
 
+def _load(app_ref: str) -> TenantApp:
+    """Load the app; an exception raised by the user's file becomes one line."""
+    from tenantkit.errors import DeployError, TenantKitError
+    from tenantkit.workers import load_app
+
+    try:
+        return load_app(app_ref)
+    except TenantKitError:
+        raise
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DeployError(
+            f"cannot load {app_ref}: {type(exc).__name__}{': ' + detail if detail else ''} "
+            "(run with --debug for the traceback)"
+        ) from exc
+
+
 def _next_command(url: str) -> str:
     return "\n".join(
         [
@@ -189,12 +207,11 @@ def deploy(app_ref: str, dry_run: bool, as_json: bool, **values: Any) -> None:
     from tenantkit.config import get_settings
     from tenantkit.deploy import deploy as deploy_to_modal
     from tenantkit.deploy import plan, require_modal_credentials
-    from tenantkit.workers import load_app
 
     if not dry_run:
         require_modal_credentials()
     options = _options(**values)
-    app = load_app(app_ref)
+    app = _load(app_ref)
     settings = get_settings()
     deploy_plan = plan(app, settings, options)
     if dry_run:
