@@ -10,13 +10,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from tenantkit.config import Settings, Tier, get_settings
 from tenantkit.gateway import create_gateway
+from tenantkit.storage import normalize_path
 from tenantkit.workers import TenantApp, TenantContext, load_app
+from tests.test_storage import paths as PATHS
 
 pytestmark = pytest.mark.anyio
 
@@ -324,7 +329,7 @@ async def test_an_upload_cut_off_midway_keeps_the_old_file(gw: Harness, tmp_path
     assert (await gw.client.get("/files/doc.txt")).content == b"old"
     assert (await gw.client.get("/files")).json()["usage"] == before
     root = tmp_path / "data" / "volumes" / "tenant-a"
-    assert sorted(p.name for p in root.iterdir()) == ["doc.txt"]
+    assert sorted(p.name for p in root.iterdir()) == [".tk-partial-lock", "doc.txt"]
 
 
 @pytest.mark.slow
@@ -392,3 +397,114 @@ async def test_usage_shows_the_storage_gauge(gw: Harness) -> None:
     assert usage["storage"]["bytes"] == 30
     assert usage["storage"]["files"] == 1
     assert usage["storage"]["source"] == "gauge"
+
+
+# -- any path over a real server stays in the caller's root ---------------------------
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    key_a: str
+    key_b: str
+    data_dir: Path
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    import threading
+    import time
+
+    import uvicorn
+
+    data = tmp_path_factory.mktemp("live")
+    settings = settings_for(data)
+    gateway = create_gateway(make_app(), settings)
+    tenants = gateway.state.tenantkit.tenants
+    _, a = tenants.create("tenant-a", "A", "roomy", actor="test")
+    _, b = tenants.create("tenant-b", "B", "roomy", actor="test")
+    outside = data / "data" / "outside"
+    outside.mkdir(parents=True)
+    (outside / "secret.txt").write_text("outside")
+    b_files = gateway.state.tenantkit.storage_for("tenant-b", ROOMY)
+    b_files.write_text("b.txt", "tenant b's")
+    a_root = data / "data" / "volumes" / "tenant-a"
+    a_root.mkdir(parents=True)
+    (a_root / "link").symlink_to(outside)
+    (a_root / "up").symlink_to("..")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            gateway, host="127.0.0.1", port=0, log_level="warning", ws="none", http="h11"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", a.api_key, b.api_key, data / "data")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _outside_a(data_dir: Path) -> dict[str, bytes]:
+    a_root = data_dir / "volumes" / "tenant-a"
+    found: dict[str, bytes] = {}
+    for dirpath, dirnames, filenames in os.walk(data_dir, followlinks=False):
+        if Path(dirpath) == a_root:
+            dirnames[:] = []
+            continue
+        for name in filenames:
+            full = Path(dirpath) / name
+            if full.suffix in (".db", ".db-wal", ".db-shm") or full.name.startswith("signing"):
+                continue
+            found[str(full.relative_to(data_dir))] = full.read_bytes()
+    return found
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(path=PATHS, data=st.binary(max_size=16))
+@example(path="../tenant-b/b.txt", data=b"x")
+@example(path="link/secret.txt", data=b"x")
+@example(path="up/tenant-b/b.txt", data=b"x")
+@example(path="%2e%2e/tenant-b/b.txt", data=b"x")
+@example(path="\u2024\u2024/tenant-b/b.txt", data=b"x")
+def test_no_http_request_leaves_the_callers_root(
+    live_server: LiveServer, path: str, data: bytes
+) -> None:
+    try:
+        encoded = quote(path, safe="")
+    except UnicodeEncodeError:
+        return
+    before = _outside_a(live_server.data_dir)
+    with httpx.Client(
+        base_url=live_server.base_url,
+        headers={"Authorization": f"Bearer {live_server.key_a}"},
+        timeout=30,
+    ) as client:
+        for method in ("PUT", "GET", "DELETE"):
+            response = client.request(
+                method, f"/files/{encoded}", content=data if method == "PUT" else None
+            )
+            assert response.status_code in (200, 201, 204, 400, 404, 405, 409), (
+                method,
+                path,
+                response.status_code,
+                response.text,
+            )
+            assert b"tenant b's" not in response.content
+            assert (
+                b"outside" not in response.content or method != "GET" or response.status_code >= 400
+            )
+            if method == "PUT" and response.is_success:
+                stored = response.json()["file"]["path"]
+                assert stored == normalize_path(path)
+        listing = client.get("/files", params={"prefix": path})
+        assert listing.status_code in (200, 400)
+    assert _outside_a(live_server.data_dir) == before

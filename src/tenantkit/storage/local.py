@@ -12,9 +12,11 @@ Writes go to a temporary file in the target's directory, are flushed and
 is ``fsync``-ed: a reader sees the old content or the new, never a mix, and
 a failed write leaves the old content.
 
-Commits of one tenant are serialised by a lock file beside the tenant roots
-(``<data_dir>/volumes/.<tenant_id>.lock``, ``flock``) plus a thread lock, so
-processes sharing the data dir (``tenantkit serve --workers N``) agree.
+Commits of one tenant are serialised by ``flock`` on a lock file in its root
+(named with the reserved prefix, so tenants can neither name nor list it)
+plus a thread lock, so processes sharing the data dir (``tenantkit serve
+--workers N``) agree. Nothing is ever created outside the tenant's root but
+the root itself and its parent folders.
 
 Needs a POSIX system (``dir_fd`` support); Linux and macOS qualify.
 """
@@ -43,6 +45,8 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+LOCK_NAME = f"{TEMP_PREFIX}lock"
+"""The commit lock file, in the tenant's root under the reserved prefix (never listed)."""
 
 
 def _split(path: str) -> tuple[list[str], str]:
@@ -312,10 +316,14 @@ class LocalBackend:
 
     @contextlib.contextmanager
     def commit_lock(self) -> Iterator[None]:
-        lock_path = self.root.parent / f".{self.root.name}.lock"
         with self._thread_lock:
-            self.root.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC, 0o600)
+            root = self._open_root(create=True)
+            try:
+                fd = os.open(
+                    LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC, 0o600, dir_fd=root
+                )
+            finally:
+                os.close(root)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
