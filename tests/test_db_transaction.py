@@ -133,6 +133,8 @@ def test_delete_tenant_removes_its_records_but_not_usage(database: Database) -> 
         tx.create_key(ApiKeyRecord("k1", "acme-corp", "default", "mt_…abcd", T0))
         tx.create_key(ApiKeyRecord("k2", "other", "default", "mt_…efgh", T0))
         tx.set_limiter("rate:acme-corp", T0)
+        tx.set_limiter("rate:acme-corp:interval", 36.0)
+        tx.set_limiter("rate:acme-corp-2", T0)  # another tenant whose id extends this one
         tx.set_limiter("rate:other", T0)
         tx.add_lease(Lease("l1", "acme-corp", T0, T0 + 60))
         tx.set_storage_usage(StorageUsage("acme-corp", 10, 1))
@@ -145,6 +147,8 @@ def test_delete_tenant_removes_its_records_but_not_usage(database: Database) -> 
         assert tx.get_key("k1") is None
         assert tx.get_key("k2") is not None
         assert tx.lock_limiter("rate:acme-corp") is None
+        assert tx.lock_limiter("rate:acme-corp:interval") is None
+        assert tx.lock_limiter("rate:acme-corp-2") == T0
         assert tx.lock_limiter("rate:other") == T0
         assert tx.active_leases("acme-corp", T0) == 0
         assert tx.storage_usage("acme-corp") == StorageUsage("acme-corp", 0, 0)

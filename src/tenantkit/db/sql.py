@@ -235,7 +235,12 @@ class SQLTransaction:
             ("storage_usage", "tenant_id"),
         ):
             self._exec(f"DELETE FROM {table} WHERE {column} = ?", (tenant_id,))
-        self._exec("DELETE FROM limiter_state WHERE key = ?", (f"rate:{tenant_id}",))
+        # the tenant's limiter keys: "rate:<id>" and any "rate:<id>:<part>"
+        prefix = re.sub(r"([\\%_])", r"\\\1", f"rate:{tenant_id}:")
+        self._exec(
+            "DELETE FROM limiter_state WHERE key = ? OR key LIKE ? ESCAPE '\\'",
+            (f"rate:{tenant_id}", prefix + "%"),
+        )
         return self._exec("DELETE FROM tenants WHERE id = ?", (tenant_id,)).rowcount == 1
 
     # -- api keys -------------------------------------------------------------
