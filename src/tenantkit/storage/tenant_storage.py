@@ -97,15 +97,14 @@ class StorageWriter(io.RawIOBase):
         if existing is not None and existing.is_dir:
             raise NotAFile(f"{path!r} is a directory")
         self._credit = existing.size if existing is not None else 0
+        if size is not None:
+            storage._check_size(size, path=path)
+        new_file = 1 if existing is None else 0
+        up_front = max(0, size - self._credit) if size is not None else 0
         try:
-            if existing is None:
-                storage._reserve(0, 1, path=path)
-                self._reserved_file = 1
-            if size is not None:
-                storage._check_size(size, path=path)
-                if size > self._credit:
-                    storage._reserve(size - self._credit, 0, path=path)
-                    self._reserved_bytes = size - self._credit
+            if new_file or up_front:
+                storage._reserve(up_front, new_file, path=path)  # one atomic step
+                self._reserved_file, self._reserved_bytes = new_file, up_front
             self._staged = storage.backend.stage(path)
         except BaseException:
             self._release_reservations()
