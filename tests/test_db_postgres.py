@@ -235,3 +235,59 @@ def test_repr_hides_the_password() -> None:
 def test_unknown_url_scheme_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="mysql"):
         open_database("mysql://x/y")
+
+
+def test_gateway_answers_503_during_an_outage_and_recovers(proxy: TcpProxy) -> None:
+    import httpx
+
+    from tenantkit.auth import KeyManager
+    from tenantkit.config import get_settings
+    from tenantkit.gateway import create_gateway
+    from tenantkit.tenants import TenantService
+    from tenantkit.testing import running_server
+    from tenantkit.workers import TenantApp
+
+    app = TenantApp("outage")
+
+    @app.tenant_function(timeout=10)
+    def ping(n: int = 0) -> int:
+        return n
+
+    schema = new_schema_name()
+    db = PostgresDatabase(
+        with_port(POSTGRES_URL, proxy.port), schema=schema, connect_timeout=1, reconnect_timeout=2
+    )
+    settings = get_settings(signing_key="outage-test-secret-" * 3, usage_flush_interval=0.1)
+    try:
+        db.migrate()
+        _, issued = TenantService(db, KeyManager(db, settings)).create("acme-corp", "Acme", "pro")
+        headers = {"Authorization": f"Bearer {issued.api_key}"}
+        ok = 0
+        with (
+            running_server(create_gateway(app, settings, db=db)) as url,
+            httpx.Client(base_url=url, timeout=30) as client,
+        ):
+            assert client.post("/functions/ping", json={"n": 1}, headers=headers).status_code == 200
+            ok += 1
+
+            proxy.stop()
+            for _ in range(3):
+                response = client.post("/functions/ping", json={"n": 2}, headers=headers)
+                assert response.status_code == 503
+                assert response.headers["content-type"].startswith("application/problem+json")
+                text = response.text.lower()
+                assert "psycopg" not in text
+                assert "connection" not in text
+            time.sleep(1)  # the meter's flushes fail meanwhile; it must keep the event
+
+            proxy.start()
+            give_up = time.monotonic() + 60
+            while client.post("/functions/ping", json={"n": 3}, headers=headers).status_code != 200:
+                assert time.monotonic() < give_up, "the gateway did not recover"
+                time.sleep(0.2)
+            ok += 1
+        with db.transaction(write=False) as tx:
+            assert tx.count_usage_events("acme-corp") == ok
+    finally:
+        db.close()
+        drop_schema(POSTGRES_URL, schema)
