@@ -548,3 +548,11 @@ def test_travels_inside_a_tenant_context(tmp_path: Path) -> None:
     ctx.storage.write_text("out.txt", "written remotely")
     assert storage.read_text("out.txt") == "written remotely"
     assert ctx.storage.unshared_change() == (len("written remotely"), 1)
+
+
+def test_delete_all(storage: TenantStorage) -> None:
+    storage.write_text("a.txt", "aa")
+    storage.write_text("d/e/f.txt", "fff")
+    assert storage.delete_all() == (5, 2)
+    assert storage.list() == []
+    assert storage.usage() == (0, 0)

@@ -471,6 +471,23 @@ class TenantStorage:
             self.backend.delete(normal)
             self.ledger.adjust(-info.size, -1)
 
+    def delete_all(self) -> StorageTotals:
+        """Delete every file of the tenant (when the tenant itself is deleted).
+
+        Returns the bytes and files removed. Links and entries tenantkit did
+        not write are left alone; the counters are reset to what remains.
+        """
+        removed_bytes = removed_files = 0
+        for entry in self.list():
+            try:
+                self.delete(entry.path)
+            except FileNotFound:
+                continue
+            removed_bytes += entry.size
+            removed_files += 1
+        self.recount()
+        return StorageTotals(removed_bytes, removed_files)
+
     # -- the seed's volume manager ----------------------------------------------
 
     def write_file(self, path: str, data: Any) -> FileInfo:
