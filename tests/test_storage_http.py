@@ -508,3 +508,11 @@ def test_no_http_request_leaves_the_callers_root(
         listing = client.get("/files", params={"prefix": path})
         assert listing.status_code in (200, 400)
     assert _outside_a(live_server.data_dir) == before
+
+
+async def test_openapi_documents_the_file_routes(gw: Harness) -> None:
+    schema = (await gw.client.get("/openapi.json")).json()
+    routes = schema["paths"]
+    assert set(routes["/files/{path}"]) == {"get", "put", "delete"}
+    assert "application/octet-stream" in routes["/files/{path}"]["put"]["requestBody"]["content"]
+    assert "prefix" in {p["name"] for p in routes["/files"]["get"]["parameters"]}
