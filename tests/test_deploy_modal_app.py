@@ -218,3 +218,25 @@ def test_importing_tenantkit_and_its_deploy_package_never_imports_modal() -> Non
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_serialized_bodies_carry_references_not_the_app(quickstart: ModalDeployment) -> None:
+    """What Modal uploads for each function: a small closure whose app handle
+    is a file reference (the live app, with its trained models, stays here)."""
+    from modal._serialization import deserialize, serialize
+
+    from tenantkit.deploy.modal_app import _gateway_body
+
+    bodies = {
+        "worker": _worker_body(quickstart.source, "analyze", None, 0),
+        "gateway": _gateway_body(quickstart.source, quickstart.gateway_config),
+    }
+    for kind, body in bodies.items():
+        data = serialize(body)
+        assert len(data) < 20_000, (kind, len(data))
+        copy = deserialize(data, None)
+        cells = [cell.cell_contents for cell in copy.__closure__ or ()]
+        (source,) = [c for c in cells if isinstance(c, AppSource)]
+        assert source.ref == "/root/project/app.py::app"
+        assert source._app is None
+    assert quickstart.gateway_config.mode == "starter"
