@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -202,8 +203,10 @@ class Sandbox:
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Sandbox:
-    return Sandbox()
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox()
+    yield box
+    shutil.rmtree(box.base, ignore_errors=True)
 
 
 def _inside(root: Path, normal: str) -> bool:

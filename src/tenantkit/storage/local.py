@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import secrets
 import stat
@@ -34,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tenantkit.errors import FileNotFound
+from tenantkit.errors import ConfigurationError, FileNotFound
 from tenantkit.storage.base import FileInfo
 from tenantkit.storage.errors import NotAFile, StorageUnavailable, SymlinkInPath
 from tenantkit.storage.paths import TEMP_PREFIX
@@ -42,9 +41,11 @@ from tenantkit.storage.paths import TEMP_PREFIX
 __all__ = ["LocalBackend"]
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+_SUPPORTED = bool(_NOFOLLOW) and os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd
 LOCK_NAME = f"{TEMP_PREFIX}lock"
 """The commit lock file, in the tenant's root under the reserved prefix (never listed)."""
 
@@ -121,6 +122,10 @@ class LocalBackend:
     """
 
     def __init__(self, root: Path) -> None:
+        if not _SUPPORTED:  # pragma: no cover - Windows
+            raise ConfigurationError(
+                "the local storage backend needs a POSIX system (openat, O_NOFOLLOW)"
+            )
         self.root = Path(root)
         self._thread_lock = threading.Lock()
 
@@ -325,6 +330,8 @@ class LocalBackend:
             finally:
                 os.close(root)
             try:
+                import fcntl
+
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
             finally:
