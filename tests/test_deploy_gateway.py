@@ -346,3 +346,32 @@ def test_snapshots_copy_only_changes_and_restore_a_consistent_file(tmp_path: Pat
             assert tx.get_tenant("acme-corp") is not None
     finally:
         reopened.close()
+
+
+def test_snapshots_run_on_their_interval_while_serving(tmp_path: Path) -> None:
+    live = tmp_path / "live" / "records.db"
+    stored = tmp_path / "volume" / "records.db"
+    commits: list[int] = []
+
+    async def commit() -> None:
+        commits.append(1)
+
+    snapshots = SQLiteSnapshots(live, stored, interval=0.01, commit=commit)
+    db = open_database(f"sqlite:///{live}")
+
+    async def scenario() -> int:
+        async with snapshots.running():
+            with db.transaction() as tx:
+                tx.create_tenant(Tenant("acme-corp", "Acme", "free", "active", 1.0, 1.0))
+            for _ in range(1000):  # wait for the loop, however slow the machine
+                if snapshots.snapshots:
+                    break
+                await asyncio.sleep(0.01)
+            return snapshots.snapshots
+
+    try:
+        assert asyncio.run(scenario()) >= 1  # written by the loop, before shutdown
+    finally:
+        db.close()
+    assert len(commits) == snapshots.snapshots  # every snapshot committed, the last one too
+    assert snapshots.snapshots >= 2
