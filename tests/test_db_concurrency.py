@@ -52,6 +52,25 @@ def lease_cycle(db: Database, tenant_id: str, times: int) -> list[int]:
     return seen
 
 
+def lease_rounds(db: Database, tenant_id: str, start: threading.Barrier, rounds: int) -> list[bool]:
+    """In each round every thread tries at once; leases are given back only after
+    everyone has tried. Returns whether this thread was admitted, per round."""
+    admitted: list[bool] = []
+    for _ in range(rounds):
+        start.wait()
+        lease_id = uuid.uuid4().hex
+        with db.transaction() as tx:
+            ok = tx.active_leases(tenant_id, T0) < MAX_CONCURRENT
+            if ok:
+                tx.add_lease(Lease(lease_id, tenant_id, T0, T0 + 3600))
+        admitted.append(ok)
+        start.wait()
+        if ok:
+            with db.transaction() as tx:
+                tx.remove_lease(lease_id)
+    return admitted
+
+
 def record_overlapping(db: Database, worker: int, times: int) -> int:
     """Record batches that overlap other workers' request ids; returns how many were new."""
     new = 0
@@ -123,10 +142,20 @@ def test_limiter_updates_are_never_lost_across_threads(database: Database) -> No
 
 
 def test_leases_never_exceed_the_limit_across_threads(database: Database) -> None:
+    threads, rounds = 8, 15
+    barrier = threading.Barrier(threads)
+    results = run_threads(threads, lambda _: lease_rounds(database, "acme", barrier, rounds))
+    per_round = [sum(r[i] for r in results) for i in range(rounds)]  # type: ignore[index]
+    # all eight try while none gives back: exactly the limit gets in, every round
+    assert per_round == [MAX_CONCURRENT] * rounds
+    with database.transaction() as tx:
+        assert tx.active_leases("acme", T0) == 0
+
+
+def test_leases_never_exceed_the_limit_with_free_running_threads(database: Database) -> None:
     seen = run_threads(8, lambda _: lease_cycle(database, "acme", 25))
     counts = [c for worker in seen for c in worker]  # type: ignore[attr-defined]
-    assert max(counts) == MAX_CONCURRENT  # the limit was reached ...
-    assert all(c <= MAX_CONCURRENT for c in counts)  # ... and never passed
+    assert all(c <= MAX_CONCURRENT for c in counts)
     with database.transaction() as tx:
         assert tx.active_leases("acme", T0) == 0
 
