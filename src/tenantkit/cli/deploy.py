@@ -225,7 +225,7 @@ def deploy(app_ref: str, dry_run: bool, as_json: bool, **values: Any) -> None:
     deploy_plan.raise_for_errors()
     for message in deploy_plan.warnings:
         out.err.print(f"Warning: {_text(message)}")
-    result = deploy_to_modal(app, settings, options)
+    result = deploy_to_modal(app, settings, options, show_output=not as_json)
     if as_json:
         out.json(
             {

@@ -8,6 +8,7 @@ message naming ``modal token new``, before any network call.
 
 from __future__ import annotations
 
+import contextlib
 import secrets as token_source
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -97,9 +98,13 @@ def _modal_failure(action: str, exc: Exception) -> DeployError:
 
 
 def deploy(
-    app: TenantApp, settings: Settings, options: DeployOptions | None = None
+    app: TenantApp,
+    settings: Settings,
+    options: DeployOptions | None = None,
+    *,
+    show_output: bool = True,
 ) -> DeployResult:
-    """Deploy ``app`` to Modal, with Modal's build output shown.
+    """Deploy ``app`` to Modal, with Modal's build output shown (``show_output``).
 
     Starter mode deploys with the ``recreate`` strategy (the old gateway
     container stops before the new one starts, so two never write the SQLite
@@ -116,7 +121,7 @@ def deploy(
     options = options or DeployOptions()
     deployment = build_modal_deployment(app, settings, options)
     try:
-        with modal.enable_output():
+        with modal.enable_output() if show_output else contextlib.nullcontext():
             deployment.app.deploy(
                 name=deployment.plan.app_name,
                 environment_name=options.environment,
