@@ -251,6 +251,7 @@ class UsageMeter:
                 with self._cond:
                     self._buffer[:0] = batch
                     self._failed_flushes += 1
+                    self._cond.notify_all()
                 raise
             with self._cond:
                 for event in batch:
