@@ -73,3 +73,19 @@ def test_memory_database_is_shared_by_threads() -> None:
             assert [tx.lock_limiter(f"k{i}") for i in range(5)] == [0.0, 1.0, 2.0, 3.0, 4.0]
     finally:
         db.close()
+
+
+def test_the_database_files_are_private(tmp_path: Path) -> None:
+    import stat
+
+    path = tmp_path / "records.db"
+    db = open_database(f"sqlite:///{path}")
+    try:
+        with db.transaction() as tx:
+            tx.set_limiter("k", 1.0)
+        files = [path, path.with_name("records.db-wal"), path.with_name("records.db-shm")]
+        for file in files:
+            assert file.exists(), file
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    finally:
+        db.close()

@@ -39,6 +39,7 @@ class SQLiteDatabase(SQLDatabase):
         self.path = Path(path)
         if not self._memory:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._shared: sqlite3.Connection | None = None
@@ -136,6 +137,21 @@ class _NoLock:
 
 
 _NO_LOCK = _NoLock()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (it holds tenants' emails).
+
+    SQLite gives the ``-wal`` and ``-shm`` files it creates the same mode. An
+    existing file keeps its mode.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # unopenable: the first transaction reports it as DatabaseUnavailable
+    os.close(fd)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
