@@ -15,7 +15,9 @@ internal text (driver errors are wrapped with ``raise ... from exc``).
     │   ├── InvalidTenantId
     │   ├── UnknownTier
     │   └── StorageError
-    │       └── InvalidPath
+    │       ├── InvalidPath       (one subclass per rule: tenantkit.storage.errors)
+    │       ├── NotAFile, StorageUnavailable   (tenantkit.storage.errors)
+    │       └── FileNotFound
     ├── AuthenticationError
     ├── PermissionDenied
     │   ├── TenantSuspended
@@ -33,6 +35,7 @@ internal text (driver errors are wrapped with ``raise ... from exc``).
     │   ├── RateLimitExceeded
     │   ├── ConcurrencyLimitExceeded
     │   └── QuotaExceeded
+    │       └── StorageQuotaExceeded, FileTooLarge   (tenantkit.storage.errors)
     ├── FunctionFailed
     ├── FunctionTimeout
     └── DatabaseError
