@@ -258,8 +258,10 @@ class SQLiteSnapshots:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await self.persist(force=True)
-            self.close()
+            try:
+                await self.persist(force=True)
+            finally:
+                self.close()
 
     def close(self) -> None:
         """Close the watching connection."""
