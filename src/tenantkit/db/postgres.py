@@ -67,6 +67,17 @@ class PostgresTransaction(SQLTransaction):
             (f"{self._lock_namespace}{key}",),
         )
 
+    def active_leases(self, tenant_id: str, now: float) -> int:
+        # One round trip for the delete and the count: the count reads the
+        # snapshot from before the delete, so it skips expired leases itself.
+        self._lock(f"leases:{tenant_id}")
+        row = self._exec(
+            "WITH expired AS (DELETE FROM leases WHERE tenant_id = ? AND expires_at <= ?)"
+            " SELECT COUNT(*) FROM leases WHERE tenant_id = ? AND expires_at > ?",
+            (tenant_id, now, tenant_id, now),
+        ).fetchone()
+        return int(row[0])
+
 
 class PostgresDatabase(SQLDatabase):
     """Records in a PostgreSQL database, through a connection pool.
