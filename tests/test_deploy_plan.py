@@ -14,8 +14,8 @@ from tenantkit.config import Settings
 from tenantkit.deploy import DeployOptions, DeployPlan, plan
 from tenantkit.deploy.plan import DB_MOUNT, GATEWAY_FUNCTION, MAX_TIMEOUT
 from tenantkit.errors import DeployError
-from tenantkit.workers import GPU_TYPES, TenantApp
-from tests.test_deploy_support import QUICKSTART, load_gpu_app, load_quickstart
+from tenantkit.workers import GPU_TYPES, TenantApp, load_app
+from tests.test_deploy_support import QUICKSTART, load_gpu_app, load_quickstart, write_app
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -234,3 +234,33 @@ def test_starter_mode_never_plans_more_than_one_gateway(
     if p.ok and p.database.mode == "production":
         assert p.database.volume is None
         assert p.gateway.volumes == {}
+
+
+def test_third_party_imports_missing_from_requirements_are_flagged() -> None:
+    p = plan(load_quickstart(), local_settings())
+    assert p.ok  # a warning: the import may be optional
+    (warning,) = [w for w in p.warnings if "requirements do not list" in w]
+    assert "'sklearn' (scikit-learn)" in warning
+
+
+def test_declared_requirements_stdlib_and_local_modules_are_not_flagged(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    write_app(project, "VALUE = 1\n", "helpers.py")
+    source = """
+        import json
+        import numpy
+        import helpers
+        from pydantic import BaseModel
+        from tenantkit.workers import TenantApp
+
+        app = TenantApp("flagged", requirements=["numpy>=1.26"])
+
+        @app.tenant_function
+        def f(x: int) -> int:
+            import sklearn.linear_model
+            return x + helpers.VALUE
+        """
+    app = load_app(str(write_app(project, source, "flagged_app.py")))
+    flagged = [w for w in plan(app, local_settings()).warnings if "requirements do not list" in w]
+    assert len(flagged) == 1
+    assert "'sklearn'" in flagged[0]

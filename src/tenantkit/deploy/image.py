@@ -8,11 +8,19 @@ client to every image.
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import re
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 
-__all__ = ["IGNORED_SOURCE_PATTERNS", "default_python_version", "tenantkit_packages"]
+__all__ = [
+    "IGNORED_SOURCE_PATTERNS",
+    "default_python_version",
+    "missing_requirements",
+    "tenantkit_packages",
+]
 
 _REQUIREMENT = re.compile(
     r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?P<extras>\[[^\]]*\])?\s*(?P<spec>[^;]*)"
@@ -85,3 +93,48 @@ def tenantkit_packages(extras: tuple[str, ...] = ()) -> tuple[str, ...]:
             pinned = f"{name}{extras_part}{(match['spec'] or '').replace(' ', '')}"
         packages[name] = pinned
     return tuple(packages[name] for name in sorted(packages))
+
+
+def _imported_top_level(file: Path) -> set[str]:
+    try:
+        tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def missing_requirements(
+    file: Path, source_dir: Path, requirements: Iterable[str], packages: Iterable[str]
+) -> list[tuple[str, str]]:
+    """Third-party imports of ``file`` that no requirement installs.
+
+    Looks at the import statements of the app's file (functions' bodies
+    included), keeps those served by an installed distribution that is in
+    neither ``requirements`` nor ``packages`` (tenantkit's own), and skips the
+    standard library and modules found in ``source_dir``.
+
+    Returns:
+        ``(module, distribution)`` pairs, sorted.
+    """
+    declared: set[str] = set()
+    for requirement in (*requirements, *packages):
+        match = _REQUIREMENT.match(requirement)
+        if match is not None:
+            declared.add(_normalise(match["name"]))
+    distributions = importlib.metadata.packages_distributions()
+    missing: list[tuple[str, str]] = []
+    for module in sorted(_imported_top_level(file)):
+        if module in sys.stdlib_module_names or module in ("tenantkit", "modal", "__future__"):
+            continue
+        if (source_dir / f"{module}.py").exists() or (source_dir / module).is_dir():
+            continue
+        owners = distributions.get(module, [])
+        if owners and not any(_normalise(owner) in declared for owner in owners):
+            missing.append((module, owners[0]))
+    return missing

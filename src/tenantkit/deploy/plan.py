@@ -30,6 +30,7 @@ from tenantkit.config import Settings
 from tenantkit.deploy.image import (
     IGNORED_SOURCE_PATTERNS,
     default_python_version,
+    missing_requirements,
     tenantkit_packages,
 )
 from tenantkit.deploy.options import DatabaseMode, DeployOptions
@@ -554,6 +555,18 @@ def plan(
         app_ref=found.remote_ref if found else None,
         ignored=IGNORED_SOURCE_PATTERNS,
     )
+    if found is not None:
+        for module, distribution in missing_requirements(
+            found.file, found.source_dir, image.requirements, image.packages
+        ):
+            problems.append(
+                Problem(
+                    "warning",
+                    f"{found.file.name} imports {module!r} ({distribution}), which the app's "
+                    f"requirements do not list; the containers would fail to import it "
+                    f'(add it: TenantApp(..., requirements=["{distribution}"]))',
+                )
+            )
     if found is not None and _looks_like_home(found.source_dir):
         problems.append(
             Problem(
