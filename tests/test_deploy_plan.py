@@ -264,3 +264,10 @@ def test_declared_requirements_stdlib_and_local_modules_are_not_flagged(tmp_path
     flagged = [w for w in plan(app, local_settings()).warnings if "requirements do not list" in w]
     assert len(flagged) == 1
     assert "'sklearn'" in flagged[0]
+
+
+def test_workers_holding_the_tenantkit_secret_is_flagged(tmp_path: Path) -> None:
+    p = plan(load_gpu_app(tmp_path), local_settings(), DeployOptions(secret_name="hf-token"))
+    (warning,) = [w for w in p.warnings if "could mint API keys" in w]
+    assert "'embed'" in warning
+    assert "'norm'" not in warning

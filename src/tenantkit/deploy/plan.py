@@ -475,6 +475,17 @@ def plan(
             Problem("warning", f"app {app.name!r} has no tenant functions; only the gateway runs")
         )
 
+    exposed = sorted(f.name for f in functions if options.secret_name in f.secrets)
+    if options.secret_name and exposed:
+        problems.append(
+            Problem(
+                "warning",
+                f"Modal Secret {options.secret_name!r} holds tenantkit's signing and admin keys "
+                f"but is also attached to {', '.join(repr(n) for n in exposed)}: code there "
+                "could mint API keys; give the functions a Secret of their own",
+            )
+        )
+
     database = _database_plan(app.name, settings, options, problems)
 
     if not 2 <= options.gateway_scaledown_window <= 3600:
