@@ -333,12 +333,14 @@ def test_snapshots_copy_only_changes_and_restore_a_consistent_file(tmp_path: Pat
         assert snapshots.snapshot(force=True) is True
         assert snapshots.snapshots == 3
         assert not Path(f"{stored}-wal").exists()  # one self-contained file on the Volume
+        assert stored.stat().st_mode & 0o777 == 0o600
     finally:
         db.close()
         snapshots.close()
     for suffix in ("", "-wal", "-shm"):
         Path(f"{live}{suffix}").unlink(missing_ok=True)
     assert SQLiteSnapshots(live, stored).restore() is True
+    assert live.stat().st_mode & 0o777 == 0o600
     reopened = open_database(f"sqlite:///{live}")
     try:
         with reopened.transaction(write=False) as tx:

@@ -185,6 +185,7 @@ class SQLiteSnapshots:
                 target.close()
         finally:
             source.close()
+        os.chmod(staging, 0o600)  # records hold key hashes: private, as the live file
         os.replace(staging, self.live)
         logger.info("restored the records database from %s", self.stored)
         return True
@@ -225,6 +226,7 @@ class SQLiteSnapshots:
                 target.close()
         finally:
             source.close()
+        os.chmod(staging, 0o600)
         with open(staging, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(staging, self.stored)
