@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +24,7 @@ from fastapi import FastAPI
 from tenantkit.config import Settings
 from tenantkit.db import Tenant, open_database
 from tenantkit.deploy import (
+    AppSource,
     DeployOptions,
     GatewayConfig,
     ModalDeployment,
@@ -29,6 +32,7 @@ from tenantkit.deploy import (
     SQLiteSnapshots,
     build_modal_deployment,
 )
+from tenantkit.deploy.modal_app import _gateway_body
 from tenantkit.deploy.runtime import SNAPSHOT_NAME, gateway_app
 from tenantkit.errors import DeployError
 from tenantkit.workers import Envelope, Executor, TenantContext, TenantFunction
@@ -377,3 +381,55 @@ def test_snapshots_run_on_their_interval_while_serving(tmp_path: Path) -> None:
         db.close()
     assert len(commits) == snapshots.snapshots  # every snapshot committed, the last one too
     assert snapshots.snapshots >= 2
+
+
+@pytest.mark.postgres
+def test_gateway_body_serves_after_a_round_trip_through_modals_serializer(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """What the gateway container does: unpickle the body, build the app from
+    the uploaded file, serve. Here in a fresh interpreter, production mode."""
+    from modal._serialization import serialize
+
+    app_file = tmp_path / "project" / "gpu_app.py"
+    load_gpu_app(app_file.parent)
+    config = GatewayConfig("gpu-demo", None, "production", "tenantkit")
+    payload = tmp_path / "gateway.pkl"
+    payload.write_bytes(serialize(_gateway_body(AppSource(f"{app_file}::app"), config)))
+    script = f"""
+import asyncio, httpx
+from modal._serialization import deserialize
+api = deserialize(open({str(payload)!r}, "rb").read(), None)()
+async def main():
+    async with api.router.lifespan_context(api):
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            response = await client.get("/health")
+            print(response.status_code, sorted(response.json()["functions"]))
+    print(type(api.state.tenantkit.executor).__name__)
+asyncio.run(main())
+"""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TENANTKIT_") and k not in ("JWT_SECRET_KEY", "JWT_ALGORITHM")
+    }
+    env.update(
+        TENANTKIT_DATABASE_URL=postgres_url,
+        TENANTKIT_SIGNING_KEY=secrets.token_urlsafe(48),
+        TENANTKIT_DATA_DIR=str(tmp_path / "data"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "200 ['embed', 'explode', 'norm', 'reject']",
+        "ModalExecutor",
+    ]
