@@ -537,3 +537,19 @@ def test_admin_validation_errors_are_problems(gw: GatewayHarness) -> None:
     assert {tuple(e["loc"]) for e in body["errors"]} >= {("body", "name"), ("body", "tier")}
     response = gw.client.patch("/admin/tenants/acme-corp", json={"tier": "gold"}, headers=admin(gw))
     assert_problem(response, 422, "unknown-tier")
+
+
+def test_a_timed_out_call_keeps_its_slot_until_its_thread_ends(gw: GatewayHarness) -> None:
+    key = gw.create_tenant("tiny-corp", "tiny")  # max_concurrent 1
+    timed_out = gw.client.post("/functions/stuck", json={}, headers=gw.headers(key))
+    assert_problem(timed_out, 504, "function-timeout")
+    busy = gw.client.post("/functions/analyze", json={"items": [1]}, headers=gw.headers(key))
+    assert_problem(busy, 429, "concurrency-limited")
+    release.set()
+    for _ in range(500):
+        with gw.services.db.transaction(write=False) as tx:
+            if tx.active_leases("tiny-corp", gw.services.clock()) == 0:
+                break
+        threading.Event().wait(0.01)
+    ok = gw.client.post("/functions/analyze", json={"items": [1]}, headers=gw.headers(key))
+    assert ok.status_code == 200

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -96,20 +97,23 @@ def create_gateway(
         buffer_size=settings.usage_buffer_size,
         clock=clock,
     )
+    admission = Admission(
+        database,
+        clock=clock,
+        fail_open=settings.rate_limit_fail_open,
+        pending_compute=meter.pending_compute,
+    )
+    gate = threading.Lock()
     services = Services(
         app=app,
         settings=settings,
         db=database,
         keys=keys,
         tenants=TenantService(database, keys, tiers=app.tiers, clock=clock),
-        admission=Admission(
-            database,
-            clock=clock,
-            fail_open=settings.rate_limit_fail_open,
-            pending_compute=meter.pending_compute,
-        ),
+        admission=admission,
         meter=meter,
         executor=executor if executor is not None else LocalExecutor(),
+        write_gate=gate,
         clock=clock,
         owns_db=owns_db,
         inline_db=database.backend == "sqlite",

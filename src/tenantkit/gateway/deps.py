@@ -11,6 +11,7 @@ The rate-limit headers for the response are set by the dependency.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,9 @@ class Services:
     owns_db: bool = False
     inline_db: bool = True
     storage_factory: Callable[[str, Tier], Any] | None = None
+    write_gate: threading.Lock = field(default_factory=threading.Lock)
+    """Held around this process's admission and release transactions, so its
+    threads take turns on a Python lock rather than SQLite's sleeping busy handler."""
     _storage: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     async def db_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Request
 from pydantic_core import from_json, to_json
 from starlette.responses import Response
@@ -30,7 +31,7 @@ from tenantkit.errors import (
 from tenantkit.gateway.deps import RequestContext, authenticate, set_rate_limit_headers
 from tenantkit.gateway.problems import problem_body, problem_response
 from tenantkit.limits import Ticket, denial_headers, rate_limit_headers
-from tenantkit.workers import Envelope, InvalidArguments, TenantFunction
+from tenantkit.workers import Envelope, InvalidArguments, LocalExecutor, TenantFunction
 
 __all__ = [
     "authenticate_request",
@@ -88,16 +89,60 @@ def _lookup(rc: RequestContext, name: Any) -> TenantFunction:
     return function
 
 
-async def _admit(rc: RequestContext, cost: int, timeout: float) -> Ticket:
+def _admit_now(rc: RequestContext, cost: int, ttl: float) -> Ticket:
     services = rc.services
-    return await services.db_call(
-        services.admission.admit, rc.tenant_id, rc.tier, cost=cost, lease_ttl=timeout + LEASE_GRACE
-    )
+    with services.write_gate:
+        return services.admission.admit(rc.tenant_id, rc.tier, cost=cost, lease_ttl=ttl)
+
+
+def _release_now(rc: RequestContext, ticket: Ticket) -> None:
+    services = rc.services
+    with services.write_gate:
+        services.admission.release(ticket)
+
+
+async def _admit(rc: RequestContext, cost: int, timeout: float) -> Ticket:
+    """The call's one admission transaction (429 when refused)."""
+    return await rc.services.db_call(_admit_now, rc, cost, timeout + LEASE_GRACE)
 
 
 async def _release(rc: RequestContext, ticket: Ticket) -> None:
+    await rc.services.db_call(_release_now, rc, ticket)
+
+
+async def _execute(
+    rc: RequestContext, function: TenantFunction, arguments: dict[str, Any]
+) -> tuple[Envelope, Ticket | None]:
+    """Admit, run and release one call.
+
+    With the local executor and a sync function, the admission and the
+    release run in the worker thread that runs the function: one thread hop
+    per call, and the event loop never waits on the database. The lease is
+    then held exactly as long as the function runs, even past a timeout.
+    Elsewhere (async functions, remote executors) they run around the call.
+    """
     services = rc.services
-    await services.db_call(services.admission.release, ticket)
+    executor = services.executor
+    ctx = rc.context()
+    if isinstance(executor, LocalExecutor) and not function.is_async:
+        held: list[Ticket] = []
+        ttl = function.options.timeout + LEASE_GRACE
+
+        def admit() -> None:
+            held.append(_admit_now(rc, 1, ttl))
+
+        def release() -> None:
+            if held:
+                _release_now(rc, held[0])
+
+        envelope = await executor.run(function, arguments, ctx, prepare=admit, finish=release)
+        return envelope, (held[0] if held else None)
+    ticket = await _admit(rc, 1, function.options.timeout)
+    try:
+        envelope = await executor.run(function, arguments, ctx)
+    finally:
+        await _release(rc, ticket)
+    return envelope, ticket
 
 
 async def _meter(
@@ -166,18 +211,14 @@ async def _run_one(
     rc: RequestContext,
     function: TenantFunction,
     arguments: dict[str, Any],
-    ticket: Ticket,
     bytes_in: int,
     render: Callable[[Any, Envelope], bytes],
     instance: str,
 ) -> Response:
-    """Run, release, meter and answer one admitted call."""
+    """Admit, run, release, meter and answer one call."""
     started_at = rc.services.clock()
-    try:
-        envelope = await rc.services.executor.run(function, arguments, rc.context())
-    finally:
-        await _release(rc, ticket)
-    headers = rate_limit_headers(ticket.state)
+    envelope, ticket = await _execute(rc, function, arguments)
+    headers = rate_limit_headers(ticket.state) if ticket is not None else {}
     if envelope.ok:
         body = render(envelope.value, envelope)
         await _meter(rc, rc.event_id, function, 200, started_at, envelope, bytes_in, len(body))
@@ -200,8 +241,7 @@ async def call_function(request: Request, function: TenantFunction) -> Response:
         check_access(rc, function)
         body = await request.body()
         arguments = function.validate_json(body)
-        ticket = await _admit(rc, 1, function.options.timeout)
-        return await _run_one(rc, function, arguments, ticket, len(body), _raw, request.url.path)
+        return await _run_one(rc, function, arguments, len(body), _raw, request.url.path)
 
     return await _guarded(request, run, lambda: rc)
 
@@ -231,9 +271,7 @@ async def authenticate_request(request: Request) -> RequestContext:
     services = request.app.state.tenantkit
     if services.inline_db:
         return authenticate(request)
-    import anyio.to_thread
-
-    rc: RequestContext = await anyio.to_thread.run_sync(authenticate, request)
+        rc: RequestContext = await anyio.to_thread.run_sync(authenticate, request)
     return rc
 
 
@@ -259,7 +297,6 @@ async def call_process(request: Request) -> Response:
             for error in exc.errors:
                 error["loc"] = ["data", *error["loc"]]
             raise
-        ticket = await _admit(rc, 1, function.options.timeout)
         request_id = rc.request_id
 
         def render(value: Any, envelope: Envelope) -> bytes:
@@ -273,7 +310,7 @@ async def call_process(request: Request) -> Response:
                 }
             )
 
-        return await _run_one(rc, function, arguments, ticket, len(body), render, request.url.path)
+        return await _run_one(rc, function, arguments, len(body), render, request.url.path)
 
     return await _guarded(request, run, lambda: rc)
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -150,11 +150,12 @@ class LocalExecutor:
     cannot kill a thread), but the client gets its 504 at the timeout.
 
     Args:
-        max_workers: Threads for sync functions (default: ``min(64, 4 * CPUs)``).
+        max_workers: Threads for sync functions (default: 40, as Starlette's
+            thread pool for sync routes).
     """
 
     def __init__(self, max_workers: int | None = None) -> None:
-        self.max_workers = max_workers or min(64, 4 * (os.cpu_count() or 1))
+        self.max_workers = max_workers or 40
         self._pool: ThreadPoolExecutor | None = None
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -163,16 +164,38 @@ class LocalExecutor:
         return self._pool
 
     async def run(
-        self, function: TenantFunction, arguments: dict[str, Any], ctx: TenantContext
+        self,
+        function: TenantFunction,
+        arguments: dict[str, Any],
+        ctx: TenantContext,
+        *,
+        prepare: Callable[[], None] | None = None,
+        finish: Callable[[], None] | None = None,
     ) -> Envelope:
+        """Run one call.
+
+        Args:
+            prepare: Runs in the worker thread just before a sync function
+                (the gateway admits the call there); if it raises, the
+                function does not run and the error propagates.
+            finish: Runs in the worker thread once the function returns, even
+                after the caller stopped waiting (the gateway releases the
+                call's lease there). Ignored for async functions, as is ``prepare``.
+        """
         timeout = function.options.timeout
         if function.is_async:
             return await self._run_async(function, arguments, ctx, timeout)
         clock = _Clock()
 
         def call() -> Envelope:
+            if prepare is not None:
+                prepare()
             clock.started = time.perf_counter()
-            return run_in_envelope(function, arguments, ctx)
+            try:
+                return run_in_envelope(function, arguments, ctx)
+            finally:
+                if finish is not None:
+                    finish()
 
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor(), call)
