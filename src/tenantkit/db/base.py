@@ -7,8 +7,9 @@ A backend hands out transactions; every read and write goes through one::
         tx.update_tenant(tenant.id, tier="pro", now=clock())
 
 Write transactions serialise the read-modify-write steps that need it
-(SQLite ``BEGIN IMMEDIATE``; PostgreSQL row locks via ``lock_limiter``), so
-callers never see a race. Times are UNIX seconds (floats, UTC).
+(SQLite ``BEGIN IMMEDIATE``; PostgreSQL an advisory lock per key, taken by
+``lock_limiter`` and ``active_leases``), so callers never see a race. Times
+are UNIX seconds (floats, UTC).
 """
 
 from __future__ import annotations
