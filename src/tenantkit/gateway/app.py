@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
+from starlette.routing import Route
 
 from tenantkit.config import Settings, get_settings
 from tenantkit.db import Database, open_database
@@ -146,7 +147,7 @@ def create_gateway(
     api.state.tenantkit = services
     install_problem_handlers(api)
     _add_tenant_routes(api)
-    components = _add_function_routes(api, app)
+    components, paths = _add_function_routes(api, app)
     from tenantkit.gateway.admin import router as admin_router
 
     api.include_router(admin_router)
@@ -154,7 +155,7 @@ def create_gateway(
         files = importlib.import_module("tenantkit.gateway.files")
         api.include_router(files.router)
     api.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
-    _install_openapi(api, components)
+    _install_openapi(api, components, paths)
     return api
 
 
@@ -246,10 +247,42 @@ def _function_body(schema_ref: str) -> dict[str, Any]:
     }
 
 
-def _add_function_routes(api: FastAPI, app: TenantApp) -> dict[str, Any]:
-    """One documented route per function, plus the shared ``/process`` and ``/batch``."""
+def _operation(
+    operation_id: str,
+    summary: str,
+    description: str,
+    body_ref: str,
+    responses: dict[int | str, dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "tags": ["functions"],
+        "summary": summary,
+        "description": description,
+        "operationId": operation_id,
+        "requestBody": _function_body(body_ref),
+        "responses": {str(status): spec for status, spec in responses.items()},
+        "security": _SECURITY,
+    }
+
+
+def _add_function_routes(api: FastAPI, app: TenantApp) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One documented route per function, plus the shared ``/process`` and ``/batch``.
+
+    These are plain Starlette routes (no FastAPI dependency solving or response
+    model on the hot path): each reads and validates its own body. Their
+    OpenAPI operations are returned for :func:`_install_openapi`.
+
+    Returns:
+        ``(components, paths)`` for the OpenAPI document.
+    """
     components: dict[str, Any] = {}
+    paths: dict[str, Any] = {}
     process_variants: list[dict[str, Any]] = []
+
+    def add(path: str, endpoint: Callable[[Request], Any], operation: dict[str, Any]) -> None:
+        api.router.routes.append(Route(path, endpoint, methods=["POST"]))
+        paths[path] = {"post": operation}
+
     for function in app.functions.values():
         template = "#/components/schemas/{model}"
         schema = function.input_schema(ref_template=template)
@@ -264,32 +297,25 @@ def _add_function_routes(api: FastAPI, app: TenantApp) -> dict[str, Any]:
             ok["content"] = {"application/json": {"schema": output}}
         responses: dict[int | str, dict[str, Any]] = {200: ok, **_ERRORS}
         description = _describe(function)
-        extra = {"requestBody": _function_body(ref), "security": _SECURITY}
         endpoint = _endpoint(function)
-        api.add_api_route(
+        add(
             f"/functions/{function.name}",
             endpoint,
-            methods=["POST"],
-            tags=["functions"],
-            summary=f"Call {function.name}",
-            description=description,
-            responses=responses,
-            openapi_extra=extra,
-            operation_id=f"call_{function.name}",
-            response_class=Response,
+            _operation(
+                f"call_{function.name}", f"Call {function.name}", description, ref, responses
+            ),
         )
         if function.options.path is not None:
-            api.add_api_route(
+            add(
                 function.options.path,
                 endpoint,
-                methods=["POST"],
-                tags=["functions"],
-                summary=f"Call {function.name} on its own path",
-                description=description,
-                responses=responses,
-                openapi_extra=extra,
-                operation_id=f"path_{function.name}",
-                response_class=Response,
+                _operation(
+                    f"path_{function.name}",
+                    f"Call {function.name} on its own path",
+                    description,
+                    ref,
+                    responses,
+                ),
             )
         process_variants.append(
             {
@@ -317,53 +343,35 @@ def _add_function_routes(api: FastAPI, app: TenantApp) -> dict[str, Any]:
         },
         "required": ["tasks"],
     }
-
-    async def process(request: Request) -> Response:
-        return await call_process(request)
-
-    async def batch(request: Request) -> Response:
-        return await call_batch(request)
-
-    api.add_api_route(
+    add(
         "/process",
-        process,
-        methods=["POST"],
-        tags=["functions"],
-        summary="Run one task",
-        description='`{"task_type": <function>, "data": {<its arguments>}}`',
-        responses=_ERRORS,
-        openapi_extra={
-            "requestBody": _function_body("#/components/schemas/ProcessRequest"),
-            "security": _SECURITY,
-        },
-        response_class=Response,
-    )
-    api.add_api_route(
-        "/batch",
-        batch,
-        methods=["POST"],
-        tags=["functions"],
-        summary="Run several tasks",
-        description=(
-            "Every task counts against the rate limit; results come back in order, "
-            "each with its own status."
+        call_process,
+        _operation(
+            "process",
+            "Run one task",
+            '`{"task_type": <function>, "data": {<its arguments>}}`',
+            "#/components/schemas/ProcessRequest",
+            _ERRORS,
         ),
-        responses=_ERRORS,
-        openapi_extra={
-            "requestBody": _function_body("#/components/schemas/BatchRequest"),
-            "security": _SECURITY,
-        },
-        response_class=Response,
+    )
+    add(
+        "/batch",
+        call_batch,
+        _operation(
+            "batch",
+            "Run several tasks",
+            "Every task counts against the rate limit; results come back in order, "
+            "each with its own status.",
+            "#/components/schemas/BatchRequest",
+            _ERRORS,
+        ),
     )
 
-    api.add_api_route(
-        "/functions/{name}",
-        unknown_function,
-        methods=["POST"],
-        include_in_schema=False,
-        response_class=Response,
-    )
-    return components
+    async def unknown(request: Request) -> Response:
+        return await unknown_function(request, request.path_params["name"])
+
+    api.router.routes.append(Route("/functions/{name}", unknown, methods=["POST"]))
+    return components, paths
 
 
 def _endpoint(function: TenantFunction) -> Callable[[Request], Any]:
@@ -386,7 +394,7 @@ def _describe(function: TenantFunction) -> str:
     return "".join(lines)
 
 
-def _install_openapi(api: FastAPI, components: dict[str, Any]) -> None:
+def _install_openapi(api: FastAPI, components: dict[str, Any], paths: dict[str, Any]) -> None:
     def openapi() -> dict[str, Any]:
         if api.openapi_schema:
             return api.openapi_schema
@@ -396,6 +404,7 @@ def _install_openapi(api: FastAPI, components: dict[str, Any]) -> None:
             description=api.description,
             routes=api.routes,
         )
+        schema.setdefault("paths", {}).update(paths)
         parts = schema.setdefault("components", {})
         parts.setdefault("schemas", {}).update(components)
         parts["securitySchemes"] = {

@@ -197,10 +197,10 @@ class LocalExecutor:
                 if finish is not None:
                     finish()
 
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor(), call)
+        future = asyncio.wrap_future(self._executor().submit(call))
         try:
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
             started = clock.started
             elapsed = 0.0 if started is None else time.perf_counter() - started
