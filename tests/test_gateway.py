@@ -553,3 +553,13 @@ def test_a_timed_out_call_keeps_its_slot_until_its_thread_ends(gw: GatewayHarnes
         threading.Event().wait(0.01)
     ok = gw.client.post("/functions/analyze", json={"items": [1]}, headers=gw.headers(key))
     assert ok.status_code == 200
+
+
+def test_file_uploads_stream_past_the_body_limit(gw: GatewayHarness) -> None:
+    data = b"z" * 10_000  # over max_body_bytes (4096); the storage quota governs uploads
+    put = gw.client.put("/files/big.bin", content=data)
+    assert put.status_code in (200, 201), put.text
+    assert "x-request-id" in put.headers
+    got = gw.client.get("/files/big.bin")
+    assert got.content == data
+    assert_problem(gw.client.post("/process", content=data), 413, "payload-too-large")

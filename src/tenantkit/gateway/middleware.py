@@ -41,11 +41,21 @@ class GatewayMiddleware:
     Args:
         app: The wrapped ASGI app.
         max_body_bytes: Largest request body accepted.
+        streamed_uploads: Path prefixes whose ``PUT`` bodies are exempt: they
+            are streamed to storage, which enforces the tenant's storage quota
+            chunk by chunk (``/files/``).
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        streamed_uploads: tuple[str, ...] = ("/files/",),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.streamed_uploads = streamed_uploads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,6 +78,9 @@ class GatewayMiddleware:
         state["request_id"] = request_id
         state["event_id"] = event_id
         rid_header = (b"x-request-id", request_id.encode("ascii"))
+        if scope["method"] == "PUT" and scope["path"].startswith(self.streamed_uploads):
+            await self.app(scope, receive, self._with_request_id(send, rid_header, state))
+            return
         limit = self.max_body_bytes
 
         if length is not None:
@@ -121,6 +134,26 @@ class GatewayMiddleware:
         except PayloadTooLarge:
             if not started:
                 await self._too_large(scope, send, rid_header, seen)
+
+    @staticmethod
+    def _with_request_id(
+        send: Send, rid_header: tuple[bytes, bytes], state: dict[str, Any]
+    ) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                headers.append(rid_header)
+                extra: dict[str, str] | None = state.get("response_headers")
+                if extra:
+                    present = {name.lower() for name, _ in headers}
+                    for key, value in extra.items():
+                        name = key.lower().encode("latin-1")
+                        if name not in present:
+                            headers.append((name, value.encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
+
+        return wrapped
 
     async def _too_large(
         self, scope: Scope, send: Send, rid_header: tuple[bytes, bytes], size: int
