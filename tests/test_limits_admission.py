@@ -312,3 +312,44 @@ def test_a_quota_refusal_reports_the_unconsumed_rate(
     headers = denial_headers(caught.value)
     assert headers["X-RateLimit-Remaining"] == "19"
     assert headers["Retry-After"] == "43200"
+
+
+def test_admit_many_decides_like_admit_in_one_transaction(
+    admission: Admission, clock: Clock
+) -> None:
+    tier = Tier("m", 100, 3, 2, 1e9, 1, 1)
+    held = admission.admit("globex", tier)
+    results = admission.admit_many(
+        [
+            ("acme", tier, 1, 60),
+            ("globex", tier, 1, 60),
+            ("acme", tier, 1, 60),
+            ("acme", tier, 2, 60),  # only 1 left of acme's burst of 3: refused, consumes nothing
+            ("globex", tier, 1, 60),  # globex: 2 leases in flight already
+            ("acme", tier, 1, 60),  # acme: 2 leases in flight
+        ],
+        release=[held],
+    )
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == [
+        "Ticket",
+        "Ticket",
+        "Ticket",
+        "RateLimitExceeded",
+        "ConcurrencyLimitExceeded",
+        "ConcurrencyLimitExceeded",
+    ]
+    assert admission.peek("acme", tier).remaining == 1
+    assert admission.peek("globex", tier).remaining == 1  # 3 - held - one admitted
+    tickets = [r for r in results if not isinstance(r, Exception)]
+    admission.release_many([*tickets, held])
+    assert admission.status("acme", tier)["concurrency"]["in_flight"] == 0
+    assert admission.status("globex", tier)["concurrency"]["in_flight"] == 0
+
+
+def test_admit_many_fail_open() -> None:
+    admission = Admission(UnavailableDatabase(), fail_open=True)  # type: ignore[arg-type]
+    results = admission.admit_many([("acme", FREE, 1, 60), ("globex", FREE, 2, 60)])
+    assert [r.state.degraded for r in results if not isinstance(r, Exception)] == [True, True]
+    with pytest.raises(DatabaseUnavailable):
+        Admission(UnavailableDatabase()).admit_many([("acme", FREE, 1, 60)])  # type: ignore[arg-type]

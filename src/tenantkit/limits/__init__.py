@@ -20,6 +20,8 @@ from __future__ import annotations
 from tenantkit.limits.admission import (
     CONCURRENCY_RETRY_AFTER,
     Admission,
+    AdmissionRequest,
+    interval_key,
     limiter_key,
     seconds_to_utc_midnight,
 )
@@ -31,10 +33,12 @@ __all__ = [
     "CONCURRENCY_RETRY_AFTER",
     "GCRA",
     "Admission",
+    "AdmissionRequest",
     "Decision",
     "RateLimitState",
     "Ticket",
     "denial_headers",
+    "interval_key",
     "limiter_key",
     "rate_limit_headers",
     "retry_after_seconds",

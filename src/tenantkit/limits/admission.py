@@ -2,8 +2,8 @@
 
 One decision is one write transaction on the records database, so it is exact
 across threads and processes sharing that database (SQLite takes its write
-lock at ``BEGIN IMMEDIATE``; PostgreSQL holds a row lock on the tenant's
-limiter key). Inside it, in this order:
+lock at ``BEGIN IMMEDIATE``; PostgreSQL takes a transaction-scoped advisory
+lock on the tenant's limiter key, which works before the row exists). Inside it, in this order:
 
 1. **rate** (GCRA, see :mod:`tenantkit.limits.gcra`): the tier's
    ``requests_per_hour`` with bursts of ``burst``; a batch of ``n`` costs ``n``;
@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +50,7 @@ from tenantkit.db.sql import utc_day
 from tenantkit.errors import (
     ConcurrencyLimitExceeded,
     DatabaseUnavailable,
+    LimitExceeded,
     QuotaExceeded,
     RateLimitExceeded,
 )
@@ -60,6 +61,7 @@ from tenantkit.limits.state import RateLimitState, Ticket
 __all__ = [
     "CONCURRENCY_RETRY_AFTER",
     "Admission",
+    "AdmissionRequest",
     "interval_key",
     "limiter_key",
     "seconds_to_utc_midnight",
@@ -68,6 +70,9 @@ __all__ = [
 logger = logging.getLogger("tenantkit.limits")
 
 WINDOW = 3600
+
+AdmissionRequest = tuple[str, Tier, int, float]
+"""``(tenant_id, tier, cost, lease_ttl)``: one call for :meth:`Admission.admit_many`."""
 CONCURRENCY_RETRY_AFTER = 1.0
 """``Retry-After`` hint (seconds) when a tenant is at its concurrency limit."""
 
@@ -180,6 +185,71 @@ class Admission:
                 raise
             logger.warning("records database unavailable: admitting %s unchecked", tenant_id)
             return Ticket(tenant_id, "", self._nominal(tier), cost)
+
+    def admit_many(
+        self,
+        requests: Sequence[AdmissionRequest],
+        *,
+        release: Sequence[Ticket] = (),
+    ) -> list[Ticket | LimitExceeded]:
+        """Decide several calls, and release finished ones, in ONE transaction.
+
+        Each request is decided exactly as :meth:`admit` would, in order per
+        tenant (requests of different tenants are independent); a refusal is
+        returned in its slot instead of raised, and consumes nothing. The
+        ``release`` leases are removed after the decisions, so a slot freed
+        in the same batch serves the next batch. Locks are taken in tenant-id
+        order, so concurrent batches never deadlock on each other.
+
+        Args:
+            requests: ``(tenant_id, tier, cost, lease_ttl)`` for each call.
+            release: Tickets whose calls have finished.
+
+        Returns:
+            For each request, in the order given, its ticket or its refusal.
+
+        Raises:
+            DatabaseUnavailable: as :meth:`admit` (with ``fail_open`` every
+                request is admitted unchecked, and releases are left to expire).
+        """
+        for _, _, cost, lease_ttl in requests:
+            if cost < 1:
+                raise ValueError("cost must be at least 1")
+            if lease_ttl <= 0:
+                raise ValueError("lease_ttl must be positive")
+        now = self._clock()
+        order = sorted(range(len(requests)), key=lambda i: requests[i][0])
+        results: list[Ticket | LimitExceeded | None] = [None] * len(requests)
+        try:
+            with self._db.transaction() as tx:
+                for i in order:
+                    tenant_id, tier, cost, lease_ttl = requests[i]
+                    try:
+                        results[i] = self._decide(tx, tenant_id, tier, cost, lease_ttl, now)
+                    except LimitExceeded as refusal:
+                        results[i] = refusal
+                for lease_id in sorted({t.lease_id for t in release if t.lease_id}):
+                    tx.remove_lease(lease_id)
+        except DatabaseUnavailable:
+            if not self._fail_open:
+                raise
+            logger.warning(
+                "records database unavailable: admitting %d calls unchecked", len(requests)
+            )
+            return [Ticket(t, "", self._nominal(tier), cost) for t, tier, cost, _ in requests]
+        return [r for r in results if r is not None]
+
+    def release_many(self, tickets: Sequence[Ticket]) -> None:
+        """Release several tickets in one transaction (see :meth:`release`)."""
+        lease_ids = sorted({t.lease_id for t in tickets if t.lease_id})
+        if not lease_ids:
+            return
+        try:
+            with self._db.transaction() as tx:
+                for lease_id in lease_ids:
+                    tx.remove_lease(lease_id)
+        except DatabaseUnavailable:
+            logger.warning("records database unavailable: %d leases left to expire", len(lease_ids))
 
     def _decide(
         self, tx: Transaction, tenant_id: str, tier: Tier, cost: int, lease_ttl: float, now: float
