@@ -11,7 +11,7 @@ from tenantkit.config import Tier
 from tenantkit.db import Database, open_database
 from tenantkit.errors import RateLimitExceeded
 from tenantkit.limits import Admission
-from tests.conftest import POSTGRES_URL
+from tests.dbutil import url_of
 
 # One request an hour with a burst of 7: over a test that lasts seconds, the
 # bound burst + floor(W / T) is exactly the burst, whatever the real clock says.
@@ -38,19 +38,13 @@ def hammer(url: str, start: Any, results: Any) -> None:
     results.put(admitted)
 
 
-def child_url(db: Database) -> str:
-    if db.backend == "sqlite":
-        return db.url
-    return f"{POSTGRES_URL}?schema={db.schema}"  # type: ignore[attr-defined]
-
-
 @pytest.mark.slow
 def test_processes_never_admit_beyond_the_burst(database: Database) -> None:
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(PROCESSES)
     results = ctx.Queue()
     workers = [
-        ctx.Process(target=hammer, args=(child_url(database), start, results))
+        ctx.Process(target=hammer, args=(url_of(database), start, results))
         for _ in range(PROCESSES)
     ]
     for worker in workers:
