@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Query, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from tenantkit.config import Settings, get_settings
 from tenantkit.db import Database, open_database
+from tenantkit.gateway.admission_queue import AdmissionQueue, GroupCommitDatabase
 from tenantkit.gateway.deps import (
     CurrentPrincipal,
     Services,
@@ -98,13 +99,14 @@ def create_gateway(
         buffer_size=settings.usage_buffer_size,
         clock=clock,
     )
+    batched = database.backend == "sqlite"
+    group_db = GroupCommitDatabase(database) if batched else None
     admission = Admission(
-        database,
+        group_db if group_db is not None else database,
         clock=clock,
         fail_open=settings.rate_limit_fail_open,
         pending_compute=meter.pending_compute,
     )
-    gate = threading.Lock()
     services = Services(
         app=app,
         settings=settings,
@@ -114,7 +116,7 @@ def create_gateway(
         admission=admission,
         meter=meter,
         executor=executor if executor is not None else LocalExecutor(),
-        write_gate=gate,
+        admissions=AdmissionQueue(admission, group_db),
         clock=clock,
         owns_db=owns_db,
         inline_db=database.backend == "sqlite",
@@ -124,9 +126,11 @@ def create_gateway(
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         await services.meter.start()
+        services.admissions.start()
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(services.admissions.close)
             await services.meter.stop()
             keys.close()
             close = getattr(services.executor, "close", None)

@@ -11,7 +11,6 @@ The rate-limit headers for the response are set by the dependency.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from tenantkit.errors import AuthenticationError, PermissionDenied, ScopeNotAllo
 from tenantkit.workers import Executor, TenantApp, TenantContext
 
 if TYPE_CHECKING:
+    from tenantkit.gateway.admission_queue import AdmissionQueue
     from tenantkit.limits import Admission
     from tenantkit.metering import UsageMeter
     from tenantkit.tenants import TenantService
@@ -56,13 +56,11 @@ class Services:
     admission: Admission
     meter: UsageMeter
     executor: Executor
+    admissions: AdmissionQueue
     clock: Callable[[], float] = time.time
     owns_db: bool = False
     inline_db: bool = True
     storage_factory: Callable[[str, Tier], Any] | None = None
-    write_gate: threading.Lock = field(default_factory=threading.Lock)
-    """Held around this process's admission and release transactions, so its
-    threads take turns on a Python lock rather than SQLite's sleeping busy handler."""
     _storage: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     async def db_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

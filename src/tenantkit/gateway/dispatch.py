@@ -90,24 +90,29 @@ def _lookup(rc: RequestContext, name: Any) -> TenantFunction:
 
 
 def _admit_now(rc: RequestContext, cost: int, ttl: float) -> Ticket:
-    services = rc.services
-    with services.write_gate:
-        return services.admission.admit(rc.tenant_id, rc.tier, cost=cost, lease_ttl=ttl)
+    """Admit in this (worker) thread; batched with other calls' admissions."""
+    return rc.services.admissions.admit(rc.tenant_id, rc.tier, cost, ttl)
 
 
 def _release_now(rc: RequestContext, ticket: Ticket) -> None:
-    services = rc.services
-    with services.write_gate:
-        services.admission.release(ticket)
+    rc.services.admissions.release(ticket)
 
 
 async def _admit(rc: RequestContext, cost: int, timeout: float) -> Ticket:
-    """The call's one admission transaction (429 when refused)."""
-    return await rc.services.db_call(_admit_now, rc, cost, timeout + LEASE_GRACE)
+    """The call's admission, from the event loop (429 when refused)."""
+    services = rc.services
+    ttl = timeout + LEASE_GRACE
+    if services.admissions.batching:
+        return await services.admissions.admit_async(rc.tenant_id, rc.tier, cost, ttl)
+    return await services.db_call(_admit_now, rc, cost, ttl)
 
 
 async def _release(rc: RequestContext, ticket: Ticket) -> None:
-    await rc.services.db_call(_release_now, rc, ticket)
+    services = rc.services
+    if services.admissions.batching:
+        services.admissions.release(ticket)  # queued, never waits
+    else:
+        await services.db_call(_release_now, rc, ticket)
 
 
 async def _execute(
