@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tenantkit.config import DEFAULT_TIERS, Tier
 from tenantkit.db import Database, UsageEvent
@@ -19,6 +22,7 @@ from tenantkit.errors import (
 from tenantkit.limits import (
     Admission,
     RateLimitState,
+    Ticket,
     denial_headers,
     limiter_key,
     rate_limit_headers,
@@ -353,3 +357,45 @@ def test_admit_many_fail_open() -> None:
     assert [r.state.degraded for r in results if not isinstance(r, Exception)] == [True, True]
     with pytest.raises(DatabaseUnavailable):
         Admission(UnavailableDatabase()).admit_many([("acme", FREE, 1, 60)])  # type: ignore[arg-type]
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    max_concurrent=st.integers(min_value=1, max_value=4),
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("admit"), st.floats(min_value=1, max_value=100)),
+            st.tuples(st.just("release"), st.integers(min_value=0, max_value=10)),
+            st.tuples(st.just("wait"), st.floats(min_value=0, max_value=60)),
+        ),
+        max_size=40,
+    ),
+)
+def test_leases_are_exact(
+    database: Database, max_concurrent: int, ops: list[tuple[str, float]]
+) -> None:
+    """Admitted iff fewer than max_concurrent unexpired, unreleased leases are held."""
+    tier = Tier("c", 10**6, 10**6, max_concurrent, 1e12, 1, 1)
+    clock = Clock()
+    admission = Admission(database, clock=clock)
+    tenant = f"t-{uuid.uuid4()}"
+    held: list[tuple[Ticket, float]] = []  # (ticket, expires_at)
+    for op, value in ops:
+        live = [(t, exp) for t, exp in held if exp > clock.now]
+        if op == "admit":
+            try:
+                ticket = admission.admit(tenant, tier, lease_ttl=value)
+            except ConcurrencyLimitExceeded:
+                assert len(live) == max_concurrent
+            else:
+                assert len(live) < max_concurrent
+                held.append((ticket, clock.now + value))
+        elif op == "release" and held:
+            ticket, _ = held.pop(int(value) % len(held))
+            admission.release(ticket)
+        else:
+            clock.now += value
