@@ -317,7 +317,7 @@ class Admission:
         """The tenant's rate limit now, without consuming anything."""
         now_us = to_micros(self._clock())
         gcra = GCRA.per_hour(tier.requests_per_hour, burst=tier.burst)
-        with self._db.transaction() as tx:
+        with self._db.transaction(write=False) as tx:  # a snapshot: never waits for writers
             tat, _ = _load_tat(tx, tenant_id, gcra, now_us)
         return _current_state(tier, gcra, tat, now_us)
 
