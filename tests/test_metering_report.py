@@ -285,3 +285,18 @@ def test_cli_usage_show_errors_are_one_line() -> None:
     bad_date = runner.invoke(main, ["usage", "show", "--tenant-id", "acme", "--date", "yesterday"])
     assert bad_date.exit_code == 1
     assert "invalid date" in bad_date.output
+
+
+def test_price_table_from_mapping() -> None:
+    prices = PriceTable.from_mapping(
+        {"per_request": 0.002, "per_gpu_second": {"a100": 0.9, "MI300X": 0.8}, "currency": "EUR"}
+    )
+    assert prices.per_request == 0.002
+    assert prices.gpu_price("A100") == 0.9  # overrides the default, whatever the case
+    assert prices.gpu_price("mi300x") == 0.8
+    assert prices.gpu_price("T4") == PriceTable().gpu_price("T4")  # other defaults kept
+    assert prices.currency == "EUR"
+    for bad in ({"per_requests": 1}, {"per_request": -1}, {"per_request": "1"},
+                {"per_gpu_second": [1]}, {"per_gb_month": True}):  # fmt: skip
+        with pytest.raises(ValidationError):
+            PriceTable.from_mapping(bad)

@@ -96,6 +96,40 @@ class PriceTable:
     per_gb_month: float = 0.10
     currency: str = "USD"
 
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> PriceTable:
+        """A price table from JSON-like data; omitted prices keep their defaults.
+
+        ``per_gpu_second`` entries are added to (and override) the default GPU prices.
+
+        Raises:
+            ValidationError: an unknown key or a price that is not a non-negative number.
+
+        Example:
+            >>> PriceTable.from_mapping({"per_request": 0.001, "per_gpu_second": {"A100": 0.0007}}
+            ...                         ).gpu_price("a100")
+            0.0007
+        """
+        known = {"per_request", "per_compute_second", "per_gpu_second", "default_gpu_second",
+                 "per_gb_month", "currency"}  # fmt: skip
+        unknown = set(data) - known
+        if unknown:
+            raise ValidationError(f"unknown price table keys: {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "currency":
+                values[key] = str(value)
+            elif key == "per_gpu_second":
+                if not isinstance(value, Mapping):
+                    raise ValidationError("per_gpu_second must map GPU types to prices")
+                values[key] = {
+                    **DEFAULT_GPU_PRICES,
+                    **{str(k): _price(k, v) for k, v in value.items()},
+                }
+            else:
+                values[key] = _price(key, value)
+        return cls(**values)
+
     def gpu_price(self, gpu_type: str | None) -> float:
         """Price of one GPU-second of ``gpu_type``."""
         if gpu_type:
@@ -114,6 +148,12 @@ class PriceTable:
             "default_gpu_second": self.default_gpu_second,
             "per_gb_month": self.per_gb_month,
         }
+
+
+def _price(name: object, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValidationError(f"price {name!s} must be a non-negative number, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
