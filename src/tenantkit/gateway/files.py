@@ -16,7 +16,11 @@ elsewhere), a missing file 404.
 reserving quota as it goes: a declared ``Content-Length`` larger than the
 tier's whole quota answers 413 and one larger than what is left answers 429
 before a byte is read; a chunked body is refused the same way as soon as it
-passes the quota, and the old content stays. Scopes: ``files:read`` for
+passes the quota, and the old content stays. Downloads are attachments
+with ``nosniff`` and a sandboxing ``Content-Security-Policy``; a type a
+browser would run (HTML, SVG, XML, JavaScript) is sent as
+``application/octet-stream``, so a stored file can never act as a page
+of the API's origin. Scopes: ``files:read`` for
 ``GET``, ``files:write`` for ``PUT`` and ``DELETE`` (keys without scopes may
 do everything).
 """
@@ -44,6 +48,32 @@ router = APIRouter(tags=["files"])
 
 READ_CHUNK = 256 * 1024
 WRITE_BUFFER = 1024 * 1024
+
+ACTIVE_TYPES = frozenset(
+    {
+        "application/ecmascript",
+        "application/javascript",
+        "application/xhtml+xml",
+        "application/xml",
+        "image/svg+xml",
+        "text/ecmascript",
+        "text/html",
+        "text/javascript",
+        "text/xml",
+        "text/xsl",
+    }
+)
+"""Media types a browser may execute or render as a document: sent as bytes."""
+
+DOWNLOAD_CSP = "default-src 'none'; sandbox"
+
+
+def download_media_type(path: str) -> str:
+    """The ``Content-Type`` of a download: guessed from the name, never an active type."""
+    guessed = mimetypes.guess_type(path)[0]
+    if guessed is None or guessed in ACTIVE_TYPES or guessed.endswith("+xml"):
+        return "application/octet-stream"
+    return guessed
 
 
 def _storage(rc: RequestContext) -> TenantStorage:
@@ -103,9 +133,10 @@ async def get_file(path: str, rc: CurrentPrincipal) -> StreamingResponse:
     normal = normalize_path(path)
     stream = await anyio.to_thread.run_sync(storage.open_read, normal)
     size = _size_of(stream)
-    media_type = mimetypes.guess_type(normal)[0] or "application/octet-stream"
+    media_type = download_media_type(normal)
     headers = {
         "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": DOWNLOAD_CSP,
         "Content-Disposition": (
             f"attachment; filename*=UTF-8''{quote(normal.rpartition('/')[2], safe='')}"
         ),

@@ -14,6 +14,7 @@ For every HTTP request it
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from typing import Any
@@ -30,9 +31,30 @@ REQUEST_ID_PATTERN = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
 """A client's request id is kept when it is 8-128 safe characters."""
 
 
+_PREFIX = os.urandom(8).hex()
+_COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
 def new_request_id() -> str:
-    """A fresh request id: 32 hex characters."""
-    return os.urandom(16).hex()
+    """A fresh request id: 32 hex characters, unique across processes and restarts.
+
+    A random per-process prefix and a counter: no system call per request
+    (``os.urandom`` is a syscall, slow under some sandboxes). Request ids are
+    not secrets.
+    """
+    if os.getpid() != _PID[0]:  # forked: a new prefix
+        _reseed()
+    return f"{_PREFIX}{next(_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_PID = [os.getpid()]
+
+
+def _reseed() -> None:
+    global _PREFIX, _COUNTER
+    _PID[0] = os.getpid()
+    _PREFIX = os.urandom(8).hex()
+    _COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
 
 class GatewayMiddleware:
@@ -71,7 +93,7 @@ class GatewayMiddleware:
         if client_id is not None and REQUEST_ID_PATTERN.fullmatch(client_id):
             request_id = client_id.decode("ascii")
             # A client may reuse its ids; usage events need one of their own.
-            event_id = f"{request_id}~{os.urandom(6).hex()}"
+            event_id = f"{request_id}~{new_request_id()}"
         else:
             request_id = event_id = new_request_id()
         state: dict[str, Any] = scope.setdefault("state", {})
