@@ -122,10 +122,10 @@ class PriceTable:
             elif key == "per_gpu_second":
                 if not isinstance(value, Mapping):
                     raise ValidationError("per_gpu_second must map GPU types to prices")
-                values[key] = {
-                    **DEFAULT_GPU_PRICES,
-                    **{str(k): _price(k, v) for k, v in value.items()},
-                }
+                given = {str(k): _price(k, v) for k, v in value.items()}
+                overridden = {k.upper() for k in given}
+                kept = {k: v for k, v in DEFAULT_GPU_PRICES.items() if k.upper() not in overridden}
+                values[key] = {**kept, **given}
             else:
                 values[key] = _price(key, value)
         return cls(**values)
