@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -136,6 +136,9 @@ class Settings(BaseSettings):
         key_prefix: Prefix of API keys.
         auth_cache_ttl: Seconds a verified key record is trusted before it is
             read again (revocation in the same process is immediate).
+        prices: Price table for cost estimates, as JSON in ``TENANTKIT_PRICES``
+            (keys of ``tenantkit.metering.PriceTable.from_mapping``); omitted
+            prices keep their defaults.
     """
 
     model_config = SettingsConfigDict(
@@ -161,6 +164,7 @@ class Settings(BaseSettings):
     usage_buffer_size: int = 10_000
     usage_retention_days: int = 90
     storage_backend: Literal["local", "modal"] = "local"
+    prices: dict[str, Any] = Field(default_factory=dict)
     url: str | None = None
 
     def resolved_database_url(self) -> str:
