@@ -14,8 +14,8 @@ import os
 import sys
 from typing import Any
 
-from tenantkit.client import Client
-from tenantkit.errors import TenantKitError, TierNotAllowed
+from tenantkit import Client, TenantKitError
+from tenantkit.errors import TierNotAllowed
 
 
 def show(title: str, data: Any) -> None:

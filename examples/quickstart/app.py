@@ -21,8 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from tenantkit import TenantApp, TenantContext
 from tenantkit.errors import ValidationError
-from tenantkit.workers import TenantApp, TenantContext
 
 app = TenantApp("multi-tenant-saas")
 
