@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from tenantkit.config import Settings, get_settings
 from tenantkit.db import Database, open_database
-from tenantkit.gateway.admission_queue import AdmissionQueue, GroupCommitDatabase
+from tenantkit.gateway.admission_queue import AdmissionQueue
 from tenantkit.gateway.deps import (
     CurrentPrincipal,
     Services,
@@ -99,10 +99,8 @@ def create_gateway(
         buffer_size=settings.usage_buffer_size,
         clock=clock,
     )
-    batched = database.backend == "sqlite"
-    group_db = GroupCommitDatabase(database) if batched else None
     admission = Admission(
-        group_db if group_db is not None else database,
+        database,
         clock=clock,
         fail_open=settings.rate_limit_fail_open,
         pending_compute=meter.pending_compute,
@@ -116,7 +114,7 @@ def create_gateway(
         admission=admission,
         meter=meter,
         executor=executor if executor is not None else LocalExecutor(),
-        admissions=AdmissionQueue(admission, group_db),
+        admissions=AdmissionQueue(admission),
         clock=clock,
         owns_db=owns_db,
         inline_db=database.backend == "sqlite",

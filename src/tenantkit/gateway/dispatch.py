@@ -102,14 +102,14 @@ async def _admit(rc: RequestContext, cost: int, timeout: float) -> Ticket:
     """The call's admission, from the event loop (429 when refused)."""
     services = rc.services
     ttl = timeout + LEASE_GRACE
-    if services.admissions.batching:
+    if services.admissions.running:
         return await services.admissions.admit_async(rc.tenant_id, rc.tier, cost, ttl)
     return await services.db_call(_admit_now, rc, cost, ttl)
 
 
 async def _release(rc: RequestContext, ticket: Ticket) -> None:
     services = rc.services
-    if services.admissions.batching:
+    if services.admissions.running:
         services.admissions.release(ticket)  # queued, never waits
     else:
         await services.db_call(_release_now, rc, ticket)
