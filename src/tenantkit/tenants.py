@@ -5,6 +5,12 @@ tenant's cached key verifications in this process, so a suspension or a tier
 change applies to the very next request (other processes follow within
 ``settings.auth_cache_ttl``).
 
+Deleting a tenant removes its records (keys, limiter state, leases, storage
+counters) and then its files; creating a tenant removes any local files an
+earlier tenant of the same id left behind (a call still running when it was
+deleted may have written some). So an id used again starts with nothing of the old
+tenant's: no key verifies for it, no limit is carried over, no file is seen.
+
 Example:
     >>> from tenantkit.auth import KeyManager
     >>> from tenantkit.config import get_settings
@@ -22,14 +28,28 @@ import builtins
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from tenantkit.auth.keys import IssuedKey, KeyManager
 from tenantkit.config import DEFAULT_TIERS, Tier, resolve_tier, validate_tenant_id
 from tenantkit.db.base import AuditEntry, Database, Tenant, Transaction
-from tenantkit.errors import TenantNotFound, ValidationError
+from tenantkit.errors import TenantAlreadyExists, TenantNotFound, ValidationError
 
-__all__ = ["TenantService"]
+__all__ = ["FilesRemover", "TenantService"]
+
+
+class FilesRemover(Protocol):
+    """Removes every file a tenant id holds, e.g. :func:`tenantkit.storage.files_remover`.
+
+    ``leftovers`` is true when called before an id is created (again): the
+    tenant is already gone, and a remover may skip that sweep where it is
+    costly; false right after a deletion.
+    """
+
+    def __call__(self, tenant_id: str, *, leftovers: bool = False) -> object: ...
+
+
+_FROM_SETTINGS: Any = object()
 
 _NAME_MAX = 200
 _EMAIL_MAX = 254
@@ -78,6 +98,11 @@ class TenantService:
         keys: Mints the first key of a new tenant and holds the verification cache.
         tiers: The tier table tenants are checked against.
         clock: UNIX time source.
+        remove_files: Called with a tenant id to remove that tenant's files,
+            after the tenant is deleted and before an id is (re)used. By
+            default, the storage ``keys.settings`` names (local files; the
+            Modal backend needs the app name, so pass
+            ``files_remover(settings, app_name=...)`` there); ``None``: never.
     """
 
     def __init__(
@@ -87,11 +112,17 @@ class TenantService:
         *,
         tiers: Mapping[str, Tier] = DEFAULT_TIERS,
         clock: Callable[[], float] = time.time,
+        remove_files: FilesRemover | None = _FROM_SETTINGS,
     ) -> None:
         self.db = db
         self.keys = keys
         self.tiers = tiers
         self.clock = clock
+        if remove_files is _FROM_SETTINGS:
+            from tenantkit.storage import files_remover
+
+            remove_files = files_remover(keys.settings)
+        self.remove_files: FilesRemover | None = remove_files
 
     def create(
         self,
@@ -104,8 +135,12 @@ class TenantService:
     ) -> tuple[Tenant, IssuedKey]:
         """Create a tenant and its first API key, in one transaction.
 
+        Files left under the id by a deleted tenant are removed first (with
+        the local storage backend).
+
         Raises:
-            InvalidTenantId, UnknownTier, ValidationError, TenantAlreadyExists.
+            InvalidTenantId, UnknownTier, ValidationError, TenantAlreadyExists,
+            StorageUnavailable (leftover files could not be removed).
         """
         validate_tenant_id(tenant_id)
         resolve_tier(tier, self.tiers)
@@ -122,6 +157,10 @@ class TenantService:
             email=email,
         )
         with self.db.transaction() as tx:
+            if tx.get_tenant(tenant_id) is not None:
+                raise TenantAlreadyExists(f"tenant {tenant_id!r} already exists")
+            if self.remove_files is not None:
+                self.remove_files(tenant_id, leftovers=True)  # what a deleted tenant left
             tx.create_tenant(tenant)
             issued = self.keys.mint_in(tx, tenant_id, actor=actor)
             self._audit(tx, actor, "tenant.create", tenant_id, tier=tier)
@@ -175,10 +214,16 @@ class TenantService:
         return self._update(tenant_id, actor, "tenant.resume", changes, "status")
 
     def delete(self, tenant_id: str, *, actor: str = "cli") -> None:
-        """Delete a tenant with its keys and limiter state (usage history stays).
+        """Delete a tenant with its keys, limiter state, leases and files
+        (usage history stays).
+
+        The records go first, in one transaction, so no key of the tenant
+        verifies any more; then its files are removed.
 
         Raises:
             TenantNotFound.
+            StorageUnavailable: the records are gone but some files could not
+                be removed (they are removed when the id is created again).
         """
         validate_tenant_id(tenant_id)
         try:
@@ -188,6 +233,8 @@ class TenantService:
                 self._audit(tx, actor, "tenant.delete", tenant_id)
         finally:
             self.keys.invalidate(tenant_id)
+        if self.remove_files is not None:
+            self.remove_files(tenant_id)
 
     def tier_of(self, tenant: Tenant) -> Tier:
         """The tenant's tier from this service's tier table.

@@ -352,9 +352,10 @@ def gateway_app(
 
 
 def _name_tenant_volumes(api: FastAPI, app_name: str, settings: Settings) -> None:
-    """Give the gateway's storage factory the app name the Modal backend
-    needs to name each tenant's Volume."""
-    from tenantkit.storage import storage_for
+    """Give the gateway's storage factory, and the tenant service's file
+    removal on delete, the app name the Modal backend needs to name each
+    tenant's Volume."""
+    from tenantkit.storage import files_remover, storage_for
 
     services = api.state.tenantkit
     db = services.db
@@ -363,6 +364,7 @@ def _name_tenant_volumes(api: FastAPI, app_name: str, settings: Settings) -> Non
         return storage_for(tenant_id, tier, settings, db, app_name=app_name)
 
     services.storage_factory = factory
+    services.tenants.remove_files = files_remover(settings, app_name=app_name)
 
 
 def _add_snapshots(api: FastAPI, snapshots: SQLiteSnapshots) -> None:

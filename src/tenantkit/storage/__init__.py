@@ -30,6 +30,9 @@ seed                                   tenantkit
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +81,7 @@ __all__ = [
     "EmptySegment",
     "FileInfo",
     "FileTooLarge",
+    "FilesRemover",
     "Ledger",
     "LocalBackend",
     "LookalikeCharacter",
@@ -98,8 +102,10 @@ __all__ = [
     "TenantStorage",
     "backend_for",
     "create_volume_manager",
+    "files_remover",
     "local_root",
     "normalize_path",
+    "remove_tenant_files",
     "scan_usage",
     "storage_for",
     "volume_name",
@@ -173,3 +179,94 @@ def create_volume_manager(
     if isinstance(tier, str):
         tier = resolve_tier(tier)
     return storage_for(tenant_id, tier, settings, db, app_name=app_name)
+
+
+def _remove_local_root(root: Path) -> StorageTotals:
+    """Remove a tenant's whole directory, links and foreign entries included.
+
+    The directory is first renamed to a name no tenant id can take (it starts
+    with ``.``), in one atomic step, so nothing is left under the tenant's
+    name even if the removal below is interrupted; the renamed tree is then
+    removed without following links (``shutil.rmtree`` works on descriptors
+    where the platform allows).
+    """
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        root.unlink()  # a link (or a file) where the tenant's root should be
+        return StorageTotals(0, 0)
+    if not root.exists():
+        return StorageTotals(0, 0)
+    removed_bytes, removed_files = scan_usage(LocalBackend(root))
+    grave = root.with_name(f".deleted-{root.name}-{secrets.token_hex(6)}")
+    try:
+        os.rename(root, grave)
+    except FileNotFoundError:  # removed meanwhile
+        return StorageTotals(0, 0)
+    try:
+        shutil.rmtree(grave)
+    except OSError as exc:
+        raise StorageUnavailable(
+            f"the files of tenant {root.name!r} were moved to {grave} but could not all be "
+            "removed; remove that folder by hand"
+        ) from exc
+    return StorageTotals(removed_bytes, removed_files)
+
+
+def remove_tenant_files(
+    tenant_id: str, settings: Settings, *, app_name: str | None = None
+) -> StorageTotals:
+    """Remove every file a tenant id holds in storage (when the tenant is deleted).
+
+    With the local backend the tenant's whole directory goes, whatever it
+    holds; with the Modal backend every file of the tenant's Volume is
+    removed (the Volume itself stays, empty). No quota counters are written:
+    the tenant's records are gone already.
+
+    Returns:
+        The bytes and files removed (files tenantkit can name; the local
+        backend also removes anything else it finds).
+
+    Raises:
+        ConfigurationError: the Modal backend without ``app_name``.
+        StorageUnavailable: the files could not all be removed.
+    """
+    validate_tenant_id(tenant_id)
+    if settings.storage_backend == "local":
+        return _remove_local_root(local_root(settings, tenant_id))
+    backend = backend_for(tenant_id, settings, app_name=app_name)
+    # Any tier will do: deleting needs no quota; the ledger is this call's own.
+    tier = Tier("removal", 1, 1, 1, 1, 1, 1)
+    return TenantStorage(tenant_id, tier, backend).delete_all()
+
+
+def files_remover(settings: Settings, *, app_name: str | None = None) -> FilesRemover | None:
+    """A ``remove_files`` hook for :class:`~tenantkit.tenants.TenantService`.
+
+    Returns ``None`` when the files cannot be found from the settings alone
+    (the Modal backend without ``app_name``).
+    """
+    if settings.storage_backend == "modal" and not app_name:
+        return None
+    return FilesRemover(settings, app_name=app_name)
+
+
+class FilesRemover:
+    """Removes a tenant id's files: :func:`remove_tenant_files` as a hook.
+
+    Called with ``leftovers=True`` before an id is created (again), it sweeps
+    what a call still running at the deletion may have written. Only the
+    local backend does that sweep, since it costs a directory check; on
+    Modal it would cost network calls (and create the Volume) on every
+    tenant creation, so there only the removal at deletion happens.
+    """
+
+    def __init__(self, settings: Settings, *, app_name: str | None = None) -> None:
+        self.settings = settings
+        self.app_name = app_name
+
+    def __call__(self, tenant_id: str, *, leftovers: bool = False) -> StorageTotals:
+        if leftovers and self.settings.storage_backend != "local":
+            return StorageTotals(0, 0)
+        return remove_tenant_files(tenant_id, self.settings, app_name=self.app_name)
+
+    def __repr__(self) -> str:
+        return f"FilesRemover({self.settings.storage_backend!r}, app_name={self.app_name!r})"
