@@ -8,8 +8,12 @@ the tenant's status are read from the database, so an upgrade or a suspension
 takes effect on the next request with the same key.
 
 :meth:`KeyManager.verify` rejects garbage before any database read (prefix,
-shape, algorithm, ``kid``, signature, expiry), then checks the key record and
-the tenant. Verified keys are cached by the SHA-256 of the key string for
+length, shape, algorithm, ``kid``, signature, expiry), then checks the key
+record and the tenant. The token is bound to its record, not only to its key
+id: the record's creation second must equal the token's ``iat`` and the
+record's hint must end with the token's last characters, so a key id that
+were ever used again (a restored backup, a re-created tenant) does not bring
+an old token back to life. Verified keys are cached by the SHA-256 of the key string for
 ``settings.auth_cache_ttl`` seconds; any change made through a key manager in
 this process (revoke, rotate, suspend, delete, tier change) drops the
 affected entries at once, in every key manager on the same database.
@@ -53,6 +57,8 @@ from tenantkit.errors import (
 )
 
 __all__ = [
+    "MAX_KEY_LENGTH",
+    "MIN_ADMIN_KEY_LENGTH",
     "SCOPE_PATTERN",
     "IssuedKey",
     "KeyManager",
@@ -66,6 +72,13 @@ SCOPE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/*-]{0,63}")
 """What a scope looks like, e.g. ``functions:embed`` or ``files:read``."""
 
 _LABEL_MAX = 64
+MIN_ADMIN_KEY_LENGTH = 16
+"""Shortest admin key accepted; with a shorter one configured, admin access is off."""
+_SCOPES_MAX = 32
+MAX_KEY_LENGTH = 4096
+"""Longest API key looked at; anything longer is refused before any parsing.
+
+A key with the most scopes allowed is under 3,000 characters."""
 _LAST_USED_EVERY = 60.0  # record a key's last use at most once a minute
 _TOUCH_FLUSH_EVERY = 1.0  # write pending last-use times at most once a second
 
@@ -110,6 +123,8 @@ class Principal:
 class _Entry:
     principal: Principal
     exp: float | None
+    iat: int
+    hint: str
     loaded_at: float
     touched_at: float
 
@@ -123,10 +138,20 @@ def verify_admin_key(presented: str | None, settings: Settings) -> None:
     configured = settings.admin_key.get_secret_value() if settings.admin_key else ""
     if not configured:
         raise AuthenticationError("admin access is disabled: no TENANTKIT_ADMIN_KEY is configured")
+    if len(configured) < MIN_ADMIN_KEY_LENGTH:
+        raise AuthenticationError(
+            f"admin access is disabled: TENANTKIT_ADMIN_KEY is shorter than "
+            f"{MIN_ADMIN_KEY_LENGTH} characters (`tenantkit secret create` makes a strong one)"
+        )
     if not isinstance(presented, str) or not hmac.compare_digest(
-        presented.encode("utf-8", "surrogatepass"), configured.encode("utf-8", "surrogatepass")
+        _admin_digest(presented), _admin_digest(configured)
     ):
         raise AuthenticationError("invalid admin key")
+
+
+def _admin_digest(key: str) -> bytes:
+    # Hashing first makes the comparison's time independent of both lengths too.
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
 def _new_key_id() -> str:
@@ -137,6 +162,8 @@ def _check_scopes(scopes: Sequence[str]) -> tuple[str, ...]:
     if isinstance(scopes, str):
         raise ValidationError("scopes must be a list of strings, not one string")
     checked: list[str] = []
+    if len(scopes) > _SCOPES_MAX:
+        raise ValidationError(f"a key has at most {_SCOPES_MAX} scopes")
     for scope in scopes:
         if not isinstance(scope, str) or SCOPE_PATTERN.fullmatch(scope) is None:
             raise ValidationError(
@@ -156,8 +183,8 @@ def _check_label(label: str) -> str:
     return label.strip()
 
 
-def _claims_of(payload: dict[str, Any]) -> tuple[str, str, float | None]:
-    """``(tenant_id, key_id, exp)`` from verified claims, or AuthenticationError."""
+def _claims_of(payload: dict[str, Any]) -> tuple[str, str, int, float | None]:
+    """``(tenant_id, key_id, iat, exp)`` from verified claims, or AuthenticationError."""
     sub, jti, iat, exp = (payload.get(n) for n in ("sub", "jti", "iat", "exp"))
     scopes = payload.get("scopes", [])
     numbers = (int, float)
@@ -170,7 +197,9 @@ def _claims_of(payload: dict[str, Any]) -> tuple[str, str, float | None]:
         or not isinstance(scopes, list)
     ):
         raise AuthenticationError("invalid API key: malformed claims")
-    return sub, jti, None if exp is None else float(exp)
+    if isinstance(iat, float) and not iat.is_integer():
+        raise AuthenticationError("invalid API key: malformed claims")
+    return sub, jti, int(iat), None if exp is None else float(exp)
 
 
 _MANAGERS: weakref.WeakSet[KeyManager] = weakref.WeakSet()
@@ -280,7 +309,7 @@ class KeyManager:
             id=key_id,
             tenant_id=tenant_id,
             label=label,
-            hint=f"{self.prefix}...{api_key[-4:]}",
+            hint=self._hint(api_key),
             created_at=now,
             scopes=checked,
             expires_at=expires_at,
@@ -288,6 +317,10 @@ class KeyManager:
         tx.create_key(record)
         self._audit(tx, actor, "key.create", tenant_id, key_id=key_id, label=label)
         return IssuedKey(api_key, record)
+
+    def _hint(self, api_key: str) -> str:
+        """What a key's record shows of it: the prefix and the last 4 characters."""
+        return f"{self.prefix}...{api_key[-4:]}"
 
     # -- verifying -------------------------------------------------------------
 
@@ -299,8 +332,7 @@ class KeyManager:
                 key, or a deleted tenant.
             TenantSuspended: the tenant is suspended.
         """
-        if not isinstance(api_key, str) or not api_key.startswith(self.prefix):
-            raise AuthenticationError("invalid API key")
+        self._check_shape(api_key)
         digest = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).digest()
         now = self.clock()
         entry = self._cache.get(digest)
@@ -310,7 +342,14 @@ class KeyManager:
             # the same string was verified before: only the records can have changed
             principal = entry.principal
             entry = self._read_records(
-                digest, principal.tenant.id, principal.key.id, entry.exp, now, entry.touched_at
+                digest,
+                principal.tenant.id,
+                principal.key.id,
+                entry.iat,
+                entry.exp,
+                entry.hint,
+                now,
+                entry.touched_at,
             )
         principal = self._admit(entry, now)
         if now >= self._next_touch_flush and self._touches:
@@ -327,13 +366,20 @@ class KeyManager:
         Raises:
             AuthenticationError, TenantSuspended: as :meth:`verify`, for a cached key.
         """
-        if not isinstance(api_key, str) or not api_key.startswith(self.prefix):
-            raise AuthenticationError("invalid API key")
+        self._check_shape(api_key)
         entry = self._cache.get(hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).digest())
         now = self.clock()
         if entry is None or now - entry.loaded_at >= self.cache_ttl:
             return None
         return self._admit(entry, now)
+
+    def _check_shape(self, api_key: object) -> None:
+        if (
+            not isinstance(api_key, str)
+            or len(api_key) > MAX_KEY_LENGTH
+            or not api_key.startswith(self.prefix)
+        ):
+            raise AuthenticationError("invalid API key")
 
     def _admit(self, entry: _Entry, now: float) -> Principal:
         """Check a loaded entry at ``now`` and note the key's use."""
@@ -353,32 +399,45 @@ class KeyManager:
     def _load(self, api_key: str, digest: bytes, now: float) -> _Entry:
         """The slow path: signature and claims, then the key and tenant records."""
         payload = self.keyring.decode(api_key[len(self.prefix) :])
-        tenant_id, key_id, exp = _claims_of(payload)
+        tenant_id, key_id, iat, exp = _claims_of(payload)
         if exp is not None and now >= exp:
             raise AuthenticationError("API key expired")
-        return self._read_records(digest, tenant_id, key_id, exp, now, float("-inf"))
+        hint = self._hint(api_key)
+        return self._read_records(digest, tenant_id, key_id, iat, exp, hint, now, float("-inf"))
 
     def _read_records(
         self,
         digest: bytes,
         tenant_id: str,
         key_id: str,
+        iat: int,
         exp: float | None,
+        hint: str,
         now: float,
         touched_at: float,
     ) -> _Entry:
-        """Read the key and tenant records and cache them under ``digest``."""
+        """Read the key and tenant records and cache them under ``digest``.
+
+        The record must be the one the token was minted with: same tenant,
+        created in the second of the token's ``iat``, with the token's hint.
+        """
         generation = self._generation
         with self.db.transaction(write=False) as tx:
             record = tx.get_key(key_id)
             tenant = tx.get_tenant(tenant_id) if record is not None else None
-        if record is None or tenant is None or record.tenant_id != tenant_id:
+        if (
+            record is None
+            or tenant is None
+            or record.tenant_id != tenant_id
+            or int(record.created_at) != iat
+            or not hmac.compare_digest(record.hint.encode(), hint.encode())
+        ):
             with self._lock:
                 self._cache.pop(digest, None)
             raise AuthenticationError("API key revoked or unknown")
         if record.last_used_at is not None:
             touched_at = max(touched_at, record.last_used_at)
-        entry = _Entry(Principal(tenant, record), exp, now, touched_at)
+        entry = _Entry(Principal(tenant, record), exp, iat, hint, now, touched_at)
         with self._lock:
             if generation == self._generation:  # no invalidation raced this read
                 if digest not in self._cache and len(self._cache) >= self.cache_size:

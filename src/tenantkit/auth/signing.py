@@ -285,7 +285,7 @@ def _generate_local_key(data_dir: Path, algorithm: Algorithm) -> str:
     if path.exists():
         return _read_generated(path)
     material = secrets.token_urlsafe(48) if algorithm == "HS256" else generate_ed25519_pem()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = data_dir / f".{path.name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
