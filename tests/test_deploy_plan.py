@@ -266,8 +266,9 @@ def test_declared_requirements_stdlib_and_local_modules_are_not_flagged(tmp_path
     assert "'sklearn'" in flagged[0]
 
 
-def test_workers_holding_the_tenantkit_secret_is_flagged(tmp_path: Path) -> None:
+def test_workers_holding_the_tenantkit_secret_is_refused(tmp_path: Path) -> None:
     p = plan(load_gpu_app(tmp_path), local_settings(), DeployOptions(secret_name="hf-token"))
-    (warning,) = [w for w in p.warnings if "could mint API keys" in w]
-    assert "'embed'" in warning
-    assert "'norm'" not in warning
+    (error,) = [e for e in p.errors if "could mint API keys" in e]
+    assert "'embed'" in error
+    assert "'norm'" not in error
+    assert not p.ok

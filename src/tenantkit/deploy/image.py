@@ -29,7 +29,9 @@ _REQUIREMENT = re.compile(
 _EXTRA_MARKER = re.compile(r"""^extra\s*==\s*["'](?P<extra>[^"']+)["']$""")
 
 #: Never uploaded with the app's folder: VCS data, virtualenvs, caches, local
-#: state (``.tenantkit``) and ``.env`` files, which hold local secrets.
+#: state (``.tenantkit``: records, generated signing key, tenants' files) and
+#: files that commonly hold local secrets (``.env*``, ``.envrc``, ``.netrc``,
+#: a project-local ``.modal.toml``).
 IGNORED_SOURCE_PATTERNS: tuple[str, ...] = (
     "**/.git",
     "**/.hg",
@@ -40,6 +42,9 @@ IGNORED_SOURCE_PATTERNS: tuple[str, ...] = (
     "**/.tenantkit",
     "**/.env",
     "**/.env.*",
+    "**/.envrc",
+    "**/.netrc",
+    "**/.modal.toml",
     "**/.mypy_cache",
     "**/.pytest_cache",
     "**/.ruff_cache",

@@ -479,7 +479,7 @@ def plan(
     if options.secret_name and exposed:
         problems.append(
             Problem(
-                "warning",
+                "error",
                 f"Modal Secret {options.secret_name!r} holds tenantkit's signing and admin keys "
                 f"but is also attached to {', '.join(repr(n) for n in exposed)}: code there "
                 "could mint API keys; give the functions a Secret of their own",
