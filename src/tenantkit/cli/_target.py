@@ -230,8 +230,42 @@ def _problem_classes() -> dict[str, type[TenantKitError]]:
     return classes
 
 
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _check_url(url: str) -> None:
+    """Refuse a URL the admin key must not be sent to: anything but ``https://``,
+    except plain ``http://`` to this machine (``tenantkit serve``).
+
+    Raises:
+        ConfigurationError: naming the rule.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        raise ConfigurationError(f"{url!r} is not a URL") from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError("put no credentials in the URL; the admin key is sent as a header")
+    if not host:
+        raise ConfigurationError(f"{url!r} is not a URL: give e.g. https://<app>.modal.run")
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and (host in _LOOPBACK_HOSTS or host.startswith("127.")):
+        return
+    raise ConfigurationError(
+        f"refusing to send the admin key to {parts.scheme}://{host}: use https:// "
+        "(plain http:// only to this machine)"
+    )
+
+
 class RemoteTarget:
     """A deployed gateway's admin API (``/admin/...``), authenticated with the admin key.
+
+    The URL must be ``https://`` (plain ``http://`` is accepted for this
+    machine only), so the admin key never crosses a network in clear.
 
     Args:
         url: The gateway's base URL.
@@ -251,6 +285,8 @@ class RemoteTarget:
         import httpx
 
         self.url = url.rstrip("/")
+        if transport is None:
+            _check_url(self.url)
         self._client = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {admin_key}", "User-Agent": "tenantkit-cli"},
