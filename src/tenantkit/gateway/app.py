@@ -43,6 +43,7 @@ from tenantkit.gateway.dispatch import (
 )
 from tenantkit.gateway.middleware import GatewayMiddleware
 from tenantkit.gateway.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
+from tenantkit.gateway.writes import SerializedWrites
 from tenantkit.workers import Executor, LocalExecutor, TenantApp, TenantFunction
 
 __all__ = ["create_gateway"]
@@ -91,7 +92,8 @@ def create_gateway(
 
     settings = settings if settings is not None else get_settings()
     owns_db = db is None
-    database = db if db is not None else open_database(settings.resolved_database_url())
+    opened = db if db is not None else open_database(settings.resolved_database_url())
+    database: Database = SerializedWrites(opened) if opened.backend == "sqlite" else opened
     keys = KeyManager(database, settings, clock=clock)
     meter = UsageMeter(
         database,

@@ -1,0 +1,114 @@
+"""The gateway's admission queue: batched decisions stay exact, releases never lose a slot."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tenantkit.config import Tier
+from tenantkit.db import Database
+from tenantkit.errors import ConcurrencyLimitExceeded, LimitExceeded, RateLimitExceeded
+from tenantkit.gateway.admission_queue import AdmissionQueue
+from tenantkit.limits import Admission
+
+ONE_SLOT = Tier("one-slot", 3600, 1000, 1, 10**6, 10**6, 10)
+
+
+def leases(db: Database, tenant_id: str) -> int:
+    with db.transaction(write=False) as tx:
+        return tx.active_leases(tenant_id, time.time())
+
+
+def test_a_release_queued_before_an_admission_frees_the_slot(database: Database) -> None:
+    queue = AdmissionQueue(Admission(database))
+    queue.start()
+    try:
+        for _ in range(50):
+            ticket = queue.admit("acme-corp", ONE_SLOT, 1, 60)
+            queue.release(ticket)  # queued; the next admission must still get the slot
+        assert leases(database, "acme-corp") <= 1
+    finally:
+        queue.close()
+    assert leases(database, "acme-corp") == 0  # close applied the last release
+
+
+def test_the_slot_is_refused_while_held(database: Database) -> None:
+    queue = AdmissionQueue(Admission(database))
+    queue.start()
+    try:
+        held = queue.admit("acme-corp", ONE_SLOT, 1, 60)
+        with pytest.raises(ConcurrencyLimitExceeded):
+            queue.admit("acme-corp", ONE_SLOT, 1, 60)
+        queue.release(held)
+        queue.release(queue.admit("acme-corp", ONE_SLOT, 1, 60))
+    finally:
+        queue.close()
+
+
+def test_without_the_thread_calls_go_straight_through(sqlite_database: Database) -> None:
+    queue = AdmissionQueue(Admission(sqlite_database))
+    ticket = queue.admit("acme-corp", ONE_SLOT, 1, 60)
+    assert leases(sqlite_database, "acme-corp") == 1
+    queue.release(ticket)
+    assert leases(sqlite_database, "acme-corp") == 0
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    burst=st.integers(1, 12),
+    max_concurrent=st.integers(1, 6),
+    callers=st.integers(1, 12),
+    calls=st.integers(1, 40),
+)
+def test_concurrent_callers_never_pass_the_bounds(
+    tmp_path_factory: pytest.TempPathFactory,
+    burst: int,
+    max_concurrent: int,
+    callers: int,
+    calls: int,
+) -> None:
+    from tenantkit.db import open_database
+
+    folder = tmp_path_factory.mktemp("queue")
+    db = open_database(f"sqlite:///{folder / 'records.db'}")
+    tier = Tier("t", 1, burst, max_concurrent, 10**6, 10**6, 10)  # ~no refill in the test
+    queue = AdmissionQueue(Admission(db))
+    queue.start()
+    in_flight = 0
+    most = 0
+    admitted = 0
+    lock = threading.Lock()
+    refusals: list[LimitExceeded] = []
+
+    def call(_: int) -> None:
+        nonlocal in_flight, most, admitted
+        try:
+            ticket = queue.admit("acme-corp", tier, 1, 60)
+        except LimitExceeded as refusal:
+            refusals.append(refusal)
+            return
+        with lock:
+            admitted += 1
+            in_flight += 1
+            most = max(most, in_flight)
+        time.sleep(0.001)
+        with lock:
+            in_flight -= 1
+        queue.release(ticket)
+
+    try:
+        with ThreadPoolExecutor(callers) as pool:
+            list(pool.map(call, range(calls)))
+    finally:
+        queue.close()
+        db.close()
+    assert all(isinstance(r, RateLimitExceeded | ConcurrencyLimitExceeded) for r in refusals)
+    assert admitted + len(refusals) == calls
+    assert admitted <= burst
+    assert most <= max_concurrent
+    assert admitted >= 1
