@@ -719,3 +719,43 @@ def test_no_logging_call_formats_a_key_or_secret() -> None:
                 if sensitive.search(args):
                     offenders.append(f"{path.relative_to(root)}:{number + 1}: {line.strip()}")
     assert offenders == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="usage events outlive their tenant and are read by tenant id alone: a re-created "
+    "id sees the old tenant's usage and daily compute (requested from metering/limits/db: "
+    "count only events since the tenant's created_at)",
+)
+async def test_a_recreated_tenant_sees_none_of_the_old_tenants_usage(gw: Gateway) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    for _ in range(3):
+        ok = await gw.client.post(
+            "/functions/echo", headers=gw.auth("tenant-a"), json={"text": "x"}
+        )
+        assert ok.status_code == 200
+    gw.services.meter.flush()
+    assert (await gw.client.delete("/admin/tenants/tenant-a", headers=admin)).status_code == 204
+    created = await gw.client.post(
+        "/admin/tenants",
+        headers=admin,
+        json={"tenant_id": "tenant-a", "name": "Someone else", "tier": "roomy"},
+    )
+    fresh = {"Authorization": f"Bearer {created.json()['api_key']}"}
+    usage = (await gw.client.get("/usage", headers=fresh)).json()
+    limits = (await gw.client.get("/rate-limit", headers=fresh)).json()
+    assert usage["totals"]["requests"] == 0
+    assert "echo" not in usage.get("by_function", {})
+    assert limits["compute_seconds_per_day"]["used"] == 0
+
+
+async def test_out_of_range_numbers_in_admin_bodies_are_422_not_500(gw: Gateway) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}
+    for url, body in (
+        ("/admin/tenants/tenant-a/keys", b'{"expires_in": 1e400}'),
+        ("/admin/tenants/tenant-a/keys/rotate", b'{"grace": 1e400}'),
+        ("/admin/tenants/tenant-a/keys", b'{"scopes": [' + b'"s",' * 40 + b'"s"]}'),
+    ):
+        response = await gw.client.post(url, headers=admin, content=body)
+        assert response.status_code == 422, (url, response.text)
+    assert (await gw.client.get("/tenant", headers=gw.auth("tenant-a"))).status_code == 200

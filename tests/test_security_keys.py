@@ -529,3 +529,18 @@ def test_sqlite_records_file_is_private(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "r.db").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e300, -1.0, 0])
+def test_expiry_and_grace_must_be_finite_and_sane(
+    tenants: TenantService, keys: KeyManager, value: float
+) -> None:
+    """An infinite expiry once crashed minting (a 500); an infinite grace kept a
+    rotated key alive for ever."""
+    _, issued = tenants.create("acme-corp", "Acme", "free")
+    with pytest.raises(ValidationError, match="expires_in"):
+        keys.mint("acme-corp", expires_in=value)
+    if value != 0:
+        with pytest.raises(ValidationError, match="grace"):
+            keys.rotate("acme-corp", grace=value)
+    assert keys.verify(issued.api_key).key_id == issued.record.id

@@ -75,6 +75,7 @@ _LABEL_MAX = 64
 MIN_ADMIN_KEY_LENGTH = 16
 """Shortest admin key accepted; with a shorter one configured, admin access is off."""
 _SCOPES_MAX = 32
+_LONGEST = 100 * 365.25 * 86400  # longest expiry or grace accepted: 100 years
 MAX_KEY_LENGTH = 4096
 """Longest API key looked at; anything longer is refused before any parsing.
 
@@ -294,8 +295,12 @@ class KeyManager:
         """:meth:`mint` inside the caller's write transaction (the tenant must exist)."""
         label = _check_label(label)
         checked = _check_scopes(scopes)
-        if expires_in is not None and not expires_in > 0:
-            raise ValidationError("expires_in must be a positive number of seconds")
+        if expires_in is not None and not (
+            isinstance(expires_in, int | float) and 0 < expires_in <= _LONGEST
+        ):
+            raise ValidationError(
+                "expires_in must be a positive number of seconds (100 years at most)"
+            )
         now = self.clock()
         key_id = _new_key_id()
         claims: dict[str, Any] = {"sub": tenant_id, "jti": key_id, "iat": int(now)}
@@ -546,8 +551,8 @@ class KeyManager:
             TenantNotFound, KeyNotFound, ValidationError.
         """
         validate_tenant_id(tenant_id)
-        if not grace >= 0:
-            raise ValidationError("grace must be zero or more seconds")
+        if not (isinstance(grace, int | float) and 0 <= grace <= _LONGEST):
+            raise ValidationError("grace must be zero or more seconds (100 years at most)")
         try:
             with self.db.transaction() as tx:
                 now = self.clock()
