@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from tenantkit.config import DEFAULT_TIERS, Tier, get_settings
+from tenantkit.db import Database
 from tenantkit.errors import ValidationError
 from tenantkit.gateway import create_gateway
-from tenantkit.testing import GatewayHarness, local_gateway
+from tenantkit.testing import GatewayHarness, local_gateway, running_server
 from tenantkit.workers import TenantApp, TenantContext
 
 PROBLEM = "application/problem+json"
@@ -563,3 +564,21 @@ def test_file_uploads_stream_past_the_body_limit(gw: GatewayHarness) -> None:
     got = gw.client.get("/files/big.bin")
     assert got.content == data
     assert_problem(gw.client.post("/process", content=data), 413, "payload-too-large")
+
+
+def test_the_gateway_on_each_backend(database: Database, tmp_path: Path) -> None:
+    settings = get_settings(data_dir=tmp_path, signing_key="k" * 32)
+    gateway = create_gateway(app, settings, db=database)
+    services = gateway.state.tenantkit
+    _, issued = services.tenants.create("tiny-corp", "Tiny", "tiny")
+    headers = {"Authorization": f"Bearer {issued.api_key}"}
+    with running_server(gateway) as url, httpx.Client(base_url=url, headers=headers) as client:
+        statuses = [
+            client.post("/process", json={"task_type": "analyze", "data": {"items": [i]}})
+            for i in range(4)
+        ]
+        assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+        assert client.get("/rate-limit").json()["rate"]["remaining"] == 0
+    with database.transaction(write=False) as tx:
+        assert tx.count_usage_events("tiny-corp") == 3
+        assert tx.active_leases("tiny-corp", services.clock()) == 0

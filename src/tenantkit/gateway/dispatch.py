@@ -276,7 +276,7 @@ async def authenticate_request(request: Request) -> RequestContext:
     services = request.app.state.tenantkit
     if services.inline_db:
         return authenticate(request)
-        rc: RequestContext = await anyio.to_thread.run_sync(authenticate, request)
+    rc: RequestContext = await anyio.to_thread.run_sync(authenticate, request)
     return rc
 
 

@@ -150,7 +150,7 @@ def _declared_length(request: Request) -> int | None:
     header = request.headers.get("content-length")
     if header is None:
         return None
-    if not header.isdigit():
+    if not (header.isascii() and header.isdigit()):
         raise ValidationError("Content-Length must be a whole number of bytes")
     return int(header)
 
