@@ -759,3 +759,12 @@ async def test_out_of_range_numbers_in_admin_bodies_are_422_not_500(gw: Gateway)
         response = await gw.client.post(url, headers=admin, content=body)
         assert response.status_code == 422, (url, response.text)
     assert (await gw.client.get("/tenant", headers=gw.auth("tenant-a"))).status_code == 200
+
+
+async def test_a_non_ascii_content_length_is_refused_not_a_crash(gw: Gateway) -> None:
+    """``"²".isdigit()`` is true but ``int("²")`` fails: only ASCII digits count."""
+    path = b"/files/odd.bin"
+    scope_headers = [*bearer(gw.keys["tenant-a"]), (b"content-length", b"\xb2")]
+    status, _, body = await raw(gw.api, "PUT", path, scope_headers)
+    assert status == 422, body
+    assert not (local_root(gw.settings, "tenant-a") / "odd.bin").exists()
