@@ -544,3 +544,27 @@ def test_expiry_and_grace_must_be_finite_and_sane(
         with pytest.raises(ValidationError, match="grace"):
             keys.rotate("acme-corp", grace=value)
     assert keys.verify(issued.api_key).key_id == issued.record.id
+
+
+def test_a_failed_file_removal_names_no_server_path(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The message can reach an admin API client: the folder is named in the log only."""
+    import shutil
+
+    from tenantkit.storage import StorageUnavailable
+
+    root = local_root(settings, "acme-corp")
+    root.mkdir(parents=True)
+    (root / "a.txt").write_text("a")
+
+    def fail(path: Any, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(shutil, "rmtree", fail)
+    with pytest.raises(StorageUnavailable) as raised:
+        remove_tenant_files("acme-corp", settings)
+    assert str(settings.data_dir) not in str(raised.value)
+    assert "acme-corp" in str(raised.value)
+    assert str(settings.data_dir) in caplog.text
+    assert not root.exists()  # out of the tenant's reach all the same

@@ -30,6 +30,7 @@ seed                                   tenantkit
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -181,6 +182,9 @@ def create_volume_manager(
     return storage_for(tenant_id, tier, settings, db, app_name=app_name)
 
 
+logger = logging.getLogger("tenantkit.storage")
+
+
 def _remove_local_root(root: Path) -> StorageTotals:
     """Remove a tenant's whole directory, links and foreign entries included.
 
@@ -204,9 +208,11 @@ def _remove_local_root(root: Path) -> StorageTotals:
     try:
         shutil.rmtree(grave)
     except OSError as exc:
+        # The server's path goes to the log only: this message can reach an API client.
+        logger.error("could not remove %s (files of a deleted tenant): %s", grave, exc)
         raise StorageUnavailable(
-            f"the files of tenant {root.name!r} were moved to {grave} but could not all be "
-            "removed; remove that folder by hand"
+            f"the files of tenant {root.name!r} could not all be removed; they are out of its "
+            "reach, and the server log names the folder to remove"
         ) from exc
     return StorageTotals(removed_bytes, removed_files)
 
