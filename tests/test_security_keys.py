@@ -53,10 +53,9 @@ def hs_settings(tmp_path: Path, **extra: Any) -> Settings:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = open_database(f"sqlite:///{tmp_path / 'records.db'}")
-    yield database  # type: ignore[misc]
-    database.close()
+def db(database: Database) -> Database:
+    """The records database: SQLite and PostgreSQL alike (tests/conftest.py)."""
+    return database
 
 
 @pytest.fixture
@@ -498,7 +497,6 @@ def test_no_record_holds_a_key_or_its_signature(
     keys.flush_last_used()
     with db.transaction(write=False) as tx:
         rows = repr(list(tx.export_rows()))
-    db.close()
     files = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("records.db"))
     for key in issued:
         _header, payload, signature = key.api_key[3:].split(".")
