@@ -380,3 +380,38 @@ def test_load_app_finds_the_app_like_modal(tmp_path: Path) -> None:
 
 def test_default_tiers_are_the_seeds() -> None:
     assert TenantApp("t").tiers == dict(DEFAULT_TIERS)
+
+
+def test_finish_runs_once_for_every_call(app: TenantApp) -> None:
+    gate = threading.Event()
+
+    @app.tenant_function(timeout=0.05)
+    def blocked() -> None:
+        gate.wait(5)
+
+    finished: list[int] = []
+    executor = LocalExecutor(max_workers=1)
+
+    async def main() -> list[Envelope]:
+        calls = [
+            executor.run(
+                app.functions["blocked"], {}, make_context(), finish=lambda: finished.append(1)
+            )
+            for _ in range(3)
+        ]
+        return list(await asyncio.gather(*calls))
+
+    try:
+        envelopes = run(main())
+        assert all(e.timed_out for e in envelopes)
+        # two calls never reached the single thread: finished at once; the third when it returns
+        assert len(finished) == 2
+        gate.set()
+        for _ in range(500):
+            if len(finished) == 3:
+                break
+            time.sleep(0.01)
+        assert len(finished) == 3
+    finally:
+        gate.set()
+        executor.close()

@@ -117,32 +117,25 @@ async def _release(rc: RequestContext, ticket: Ticket) -> None:
 
 async def _execute(
     rc: RequestContext, function: TenantFunction, arguments: dict[str, Any]
-) -> tuple[Envelope, Ticket | None]:
+) -> tuple[Envelope, Ticket]:
     """Admit, run and release one call.
 
-    With the local executor and a sync function, the admission and the
-    release run in the worker thread that runs the function: one thread hop
-    per call, and the event loop never waits on the database. The lease is
-    then held exactly as long as the function runs, even past a timeout.
-    Elsewhere (async functions, remote executors) they run around the call.
+    With the local executor and a sync function, the release is queued from
+    the worker thread the moment the function returns (even after a timeout
+    answered the client), so the lease is held exactly as long as the
+    function runs. Elsewhere (async functions, remote executors) it is queued
+    when the call ends.
     """
     services = rc.services
     executor = services.executor
     ctx = rc.context()
+    ticket = await _admit(rc, 1, function.options.timeout)
     if isinstance(executor, LocalExecutor) and not function.is_async:
-        held: list[Ticket] = []
-        ttl = function.options.timeout + LEASE_GRACE
-
-        def admit() -> None:
-            held.append(_admit_now(rc, 1, ttl))
 
         def release() -> None:
-            if held:
-                _release_now(rc, held[0])
+            _release_now(rc, ticket)
 
-        envelope = await executor.run(function, arguments, ctx, prepare=admit, finish=release)
-        return envelope, (held[0] if held else None)
-    ticket = await _admit(rc, 1, function.options.timeout)
+        return await executor.run(function, arguments, ctx, finish=release), ticket
     try:
         envelope = await executor.run(function, arguments, ctx)
     finally:
@@ -223,7 +216,7 @@ async def _run_one(
     """Admit, run, release, meter and answer one call."""
     started_at = rc.services.clock()
     envelope, ticket = await _execute(rc, function, arguments)
-    headers = rate_limit_headers(ticket.state) if ticket is not None else {}
+    headers = rate_limit_headers(ticket.state)
     if envelope.ok:
         body = render(envelope.value, envelope)
         await _meter(rc, rc.event_id, function, 200, started_at, envelope, bytes_in, len(body))

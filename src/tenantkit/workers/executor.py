@@ -169,27 +169,26 @@ class LocalExecutor:
         arguments: dict[str, Any],
         ctx: TenantContext,
         *,
-        prepare: Callable[[], None] | None = None,
         finish: Callable[[], None] | None = None,
     ) -> Envelope:
         """Run one call.
 
         Args:
-            prepare: Runs in the worker thread just before a sync function
-                (the gateway admits the call there); if it raises, the
-                function does not run and the error propagates.
-            finish: Runs in the worker thread once the function returns, even
-                after the caller stopped waiting (the gateway releases the
-                call's lease there). Ignored for async functions, as is ``prepare``.
+            finish: Called once the function has returned (or raised), in the
+                thread that ran it, even after the caller stopped waiting at
+                the timeout; the gateway releases the call's lease there.
+                For async functions it is called when the call ends.
         """
         timeout = function.options.timeout
         if function.is_async:
-            return await self._run_async(function, arguments, ctx, timeout)
+            try:
+                return await self._run_async(function, arguments, ctx, timeout)
+            finally:
+                if finish is not None:
+                    finish()
         clock = _Clock()
 
         def call() -> Envelope:
-            if prepare is not None:
-                prepare()
             clock.started = time.perf_counter()
             try:
                 return run_in_envelope(function, arguments, ctx)
@@ -197,7 +196,13 @@ class LocalExecutor:
                 if finish is not None:
                     finish()
 
-        future = asyncio.wrap_future(self._executor().submit(call))
+        try:
+            submitted = self._executor().submit(call)
+        except BaseException:
+            if finish is not None:
+                finish()
+            raise
+        future = asyncio.wrap_future(submitted)
         try:
             async with asyncio.timeout(timeout):
                 return await future
@@ -211,6 +216,10 @@ class LocalExecutor:
                 ctx.request_id,
             )
             return Envelope(error="FunctionTimeout", timed_out=True, compute_seconds=elapsed)
+        finally:
+            # A call still queued for a thread will never run now: finish it here.
+            if finish is not None and submitted.cancel():
+                finish()
 
     async def _run_async(
         self,
