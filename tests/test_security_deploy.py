@@ -150,3 +150,30 @@ def test_the_deployed_gateway_removes_a_deleted_tenants_volume_files(tmp_path: P
     assert remover.app_name == "gpu-demo"
     assert remover("acme-corp", leftovers=True) == (0, 0)  # no network on creation
     services.db.close()
+
+
+def test_a_data_dir_or_sqlite_file_inside_the_folder_is_never_uploaded(tmp_path: Path) -> None:
+    """Local state kept in the app's folder under another name than .tenantkit
+    (TENANTKIT_DATA_DIR=state, a sqlite:/// URL next to app.py) stays local too."""
+    project = tmp_path / "project"
+    app = load_gpu_app(project)
+    state = {
+        "state/signing-secret": "local-signing-secret\n",
+        "state/volumes/acme-corp/report.json": "{}",
+        "records.db": "SQLite format 3\n",
+        "records.db-wal": "wal\n",
+        "records.db-shm": "shm\n",
+    }
+    for name, text in state.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    (project / "statements.py").write_text("X = 1\n")
+    settings = get_settings(
+        data_dir=project / "state", database_url=f"sqlite:///{project}/records.db"
+    )
+    deploy_plan = plan(app, settings)
+    uploaded = uploaded_files(project, deploy_plan.image.ignored)
+    assert uploaded.isdisjoint(state), uploaded & set(state)
+    assert "statements.py" in uploaded  # a pattern for "state" does not catch "statements.py"
+    outside = get_settings(data_dir=tmp_path / "elsewhere")
+    assert plan(app, outside).image.ignored == IGNORED_SOURCE_PATTERNS

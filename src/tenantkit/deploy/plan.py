@@ -345,6 +345,27 @@ def _function_plan(
     )
 
 
+def _local_state_patterns(settings: Settings, source_dir: Path) -> tuple[str, ...]:
+    """Ignore patterns for local state kept inside the uploaded folder under
+    another name than ``.tenantkit``: the data dir (signing key, records,
+    tenants' files) and a SQLite records file, with its journals."""
+    places: list[Path] = [Path(settings.data_dir)]
+    url = settings.resolved_database_url()
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        database = Path(url.removeprefix("sqlite:///"))
+        places += [database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm")]
+    root = source_dir.resolve()
+    patterns: list[str] = []
+    for place in places:
+        try:
+            relative = place.resolve().relative_to(root)
+        except ValueError:
+            continue  # outside the folder: never uploaded
+        if relative.parts:
+            patterns.append(relative.as_posix())
+    return tuple(dict.fromkeys(patterns))
+
+
 def _is_postgres(url: str | None) -> bool:
     return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
 
@@ -564,7 +585,8 @@ def plan(
         source_dir=str(found.source_dir) if found else None,
         remote_source_dir=str(REMOTE_SOURCE_DIR),
         app_ref=found.remote_ref if found else None,
-        ignored=IGNORED_SOURCE_PATTERNS,
+        ignored=IGNORED_SOURCE_PATTERNS
+        + (_local_state_patterns(settings, found.source_dir) if found else ()),
     )
     if found is not None:
         for module, distribution in missing_requirements(
