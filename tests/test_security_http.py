@@ -271,6 +271,8 @@ async def test_huge_or_odd_authorization_headers_get_401(gw: Gateway) -> None:
         "Bearer " + key[:-1],
         "Bearer  " + key + " x",
         "Token " + key,
+        "Bearer " + ADMIN,  # the admin key is not a tenant key
+        "Bearer mt_" + ADMIN,
     ):
         response = await gw.client.get("/tenant", headers={"Authorization": value})
         assert response.status_code == 401, value[:40]
