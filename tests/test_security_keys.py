@@ -69,8 +69,8 @@ def keys(db: Database, settings: Settings) -> KeyManager:
 
 
 @pytest.fixture
-def tenants(db: Database, keys: KeyManager) -> TenantService:
-    return TenantService(db, keys)
+def tenants(db: Database, keys: KeyManager, settings: Settings) -> TenantService:
+    return TenantService(db, keys, remove_files=files_remover(settings))
 
 
 def claims_of(api_key: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -569,3 +569,25 @@ def test_a_failed_file_removal_names_no_server_path(
     assert "acme-corp" in str(raised.value)
     assert str(settings.data_dir) in caplog.text
     assert not root.exists()  # out of the tenant's reach all the same
+
+
+def test_by_default_only_the_settings_own_database_removes_their_files(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """A service over another database (an in-memory one, a test's) must not
+    delete the files of the tenants the settings' database knows."""
+    from tenantkit.storage import FilesRemover
+
+    root = local_root(settings, "acme-corp")
+    root.mkdir(parents=True)
+    (root / "keep.txt").write_text("belongs to the real acme-corp")
+    other = open_database("sqlite:///:memory:")
+    service = TenantService(other, KeyManager(other, settings))
+    assert service.remove_files is None
+    service.create("acme-corp", "Test double", "free")
+    service.delete("acme-corp")
+    assert (root / "keep.txt").exists()
+    other.close()
+    own = open_database(settings.resolved_database_url())
+    assert isinstance(TenantService(own, KeyManager(own, settings)).remove_files, FilesRemover)
+    own.close()

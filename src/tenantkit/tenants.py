@@ -100,9 +100,10 @@ class TenantService:
         clock: UNIX time source.
         remove_files: Called with a tenant id to remove that tenant's files,
             after the tenant is deleted and before an id is (re)used. By
-            default, the storage ``keys.settings`` names (local files; the
-            Modal backend needs the app name, so pass
-            ``files_remover(settings, app_name=...)`` there); ``None``: never.
+            default, the storage ``keys.settings`` names, when ``db`` is the
+            database those settings name too (local files; the Modal backend
+            needs the app name, so pass ``files_remover(settings,
+            app_name=...)`` there); ``None``: never.
     """
 
     def __init__(
@@ -119,9 +120,13 @@ class TenantService:
         self.tiers = tiers
         self.clock = clock
         if remove_files is _FROM_SETTINGS:
-            from tenantkit.storage import files_remover
+            # Only for the records the settings name: a service over another database
+            # (a test's, an in-memory one) must not touch the settings' tenant files.
+            remove_files = None
+            if db.url == keys.settings.resolved_database_url():
+                from tenantkit.storage import files_remover
 
-            remove_files = files_remover(keys.settings)
+                remove_files = files_remover(keys.settings)
         self.remove_files: FilesRemover | None = remove_files
 
     def create(
