@@ -582,3 +582,31 @@ def test_the_gateway_on_each_backend(database: Database, tmp_path: Path) -> None
     with database.transaction(write=False) as tx:
         assert tx.count_usage_events("tiny-corp") == 3
         assert tx.active_leases("tiny-corp", services.clock()) == 0
+
+
+def test_an_unavailable_database_fails_closed_with_503(tmp_path: Path) -> None:
+    import sqlite3
+
+    from tenantkit.db.sqlite import SQLiteDatabase
+
+    path = tmp_path / "records.db"
+    db = SQLiteDatabase(f"sqlite:///{path}", busy_timeout=0.2)
+    db.migrate()
+    settings = get_settings(data_dir=tmp_path, signing_key="k" * 32)
+    gateway = create_gateway(app, settings, db=db)
+    _, issued = gateway.state.tenantkit.tenants.create("acme-corp", "Acme", "free")
+    headers = {"Authorization": f"Bearer {issued.api_key}"}
+    body = {"task_type": "analyze", "data": {"items": [1]}}
+    with running_server(gateway) as url, httpx.Client(base_url=url, headers=headers) as client:
+        assert client.post("/process", json=body).status_code == 200
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+            response = client.post("/process", json=body)
+            assert_problem(response, 503, "database-unavailable")
+            assert "OperationalError" not in response.text
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert client.post("/process", json=body).status_code == 200
+    db.close()
