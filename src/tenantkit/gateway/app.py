@@ -77,7 +77,8 @@ def create_gateway(
     Args:
         app: The tenant functions to serve.
         settings: Defaults to :func:`~tenantkit.config.get_settings`.
-        executor: Where calls run (default: a :class:`~tenantkit.workers.LocalExecutor`).
+        executor: Where calls run (default: a :class:`~tenantkit.workers.LocalExecutor`,
+            stopped with the app; one passed in is left to its owner).
         db: The records database (default: opened from ``settings``; then the
             gateway closes it on shutdown).
         clock: UNIX time source for keys, limits and metering.
@@ -133,9 +134,10 @@ def create_gateway(
             await anyio.to_thread.run_sync(services.admissions.close)
             await services.meter.stop()
             keys.close()
-            close = getattr(services.executor, "close", None)
-            if callable(close):
-                close()
+            if executor is None:  # ours: stop its thread pool
+                close = getattr(services.executor, "close", None)
+                if callable(close):
+                    close()
             if owns_db:
                 database.close()
 
