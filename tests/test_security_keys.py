@@ -591,3 +591,18 @@ def test_by_default_only_the_settings_own_database_removes_their_files(
     own = open_database(settings.resolved_database_url())
     assert isinstance(TenantService(own, KeyManager(own, settings)).remove_files, FilesRemover)
     own.close()
+
+
+def test_tenant_files_and_folders_are_private(tmp_path: Path, settings: Settings) -> None:
+    from tenantkit.config import DEFAULT_TIERS
+
+    old = os.umask(0)
+    try:
+        storage = storage_for("acme-corp", DEFAULT_TIERS["free"], settings, None)
+        storage.write_text("reports/q1.txt", "numbers")
+    finally:
+        os.umask(old)
+    root = local_root(settings, "acme-corp")
+    for path in (root.parent, root, root / "reports"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    assert stat.S_IMODE((root / "reports" / "q1.txt").stat().st_mode) == 0o600

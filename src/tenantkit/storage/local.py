@@ -142,7 +142,7 @@ class LocalBackend:
 
     def _open_root(self, *, create: bool) -> int:
         if create:
-            self.root.parent.mkdir(parents=True, exist_ok=True)
+            self.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             with contextlib.suppress(FileExistsError):
                 self.root.mkdir(mode=0o700)
         try:
