@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tenantkit.config import DEFAULT_TIERS, Tier, get_settings
 from tenantkit.db import Database
@@ -26,6 +28,7 @@ TIERS = {
     **DEFAULT_TIERS,
     "tiny": Tier("tiny", 3600, 3, 1, 1_000, 10**6, 10),
     "metered": Tier("metered", 3600, 50, 5, 0.05, 10**6, 10),
+    "bulk": Tier("bulk", 10**6, 10**6, 1000, 10**6, 10**9, 10**6),
 }
 
 app = TenantApp("gateway-test", tiers=TIERS)
@@ -610,3 +613,57 @@ def test_an_unavailable_database_fails_closed_with_503(tmp_path: Path) -> None:
             blocker.close()
         assert client.post("/process", json=body).status_code == 200
     db.close()
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+task_types = st.sampled_from(["analyze", "inference", "explode", "refuse", "nope"]) | st.text(
+    max_size=5
+)
+
+
+@pytest.fixture(scope="module")
+def bulk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHarness]:
+    folder = tmp_path_factory.mktemp("bulk")
+    settings = get_settings(data_dir=folder, signing_key="k" * 32)
+    with local_gateway(app, tier="bulk", settings=settings, tenant_id="bulk-corp") as harness:
+        yield harness
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.one_of(
+        json_values,
+        st.fixed_dictionaries({"task_type": task_types, "data": json_values}),
+        st.fixed_dictionaries(
+            {"task_type": st.just("analyze"), "data": st.fixed_dictionaries({"items": json_values})}
+        ),
+    )
+)
+def test_any_json_body_gets_a_clean_answer_and_metering_matches(
+    bulk: GatewayHarness, body: Any
+) -> None:
+    before = len(bulk.usage_events())
+    response = bulk.client.post("/process", json=body)
+    assert response.status_code in (200, 403, 404, 422, 500)
+    assert "x-request-id" in response.headers
+    assert has_rate_headers(response)
+    if response.status_code != 200:
+        problem = response.json()
+        assert response.headers["content-type"] == PROBLEM
+        assert problem["request_id"] == response.headers["x-request-id"]
+        assert "Traceback" not in response.text
+    # executed calls are metered: successes, failures, and 4xx a function raised itself
+    executed = response.status_code in (200, 500) or (
+        response.json().get("type", "").endswith("/invalid-input")
+    )
+    assert len(bulk.usage_events()) == before + executed
