@@ -770,3 +770,21 @@ async def test_a_non_ascii_content_length_is_refused_not_a_crash(gw: Gateway) ->
     status, _, body = await raw(gw.api, "PUT", path, scope_headers)
     assert status == 422, body
     assert not (local_root(gw.settings, "tenant-a") / "odd.bin").exists()
+
+
+async def test_a_scoped_key_is_held_to_its_scopes_on_every_route(gw: Gateway) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    minted = await gw.client.post(
+        "/admin/tenants/tenant-a/keys", headers=admin, json={"scopes": ["functions:echo"]}
+    )
+    scoped = {"Authorization": f"Bearer {minted.json()['api_key']}"}
+    c = gw.client
+    assert (await c.post("/functions/echo", headers=scoped, json={"text": "x"})).status_code == 200
+    assert (await c.post("/functions/explode", headers=scoped, json={})).status_code == 403
+    process = {"task_type": "explode", "data": {}}
+    assert (await c.post("/process", headers=scoped, json=process)).status_code == 403
+    batch = await c.post("/batch", headers=scoped, json={"tasks": [process]})
+    assert [r["status"] for r in batch.json()["results"]] == [403]
+    assert (await c.get("/files", headers=scoped)).status_code == 403
+    assert (await c.put("/files/x.txt", headers=scoped, content=b"x")).status_code == 403
+    assert (await c.delete("/files/x.txt", headers=scoped)).status_code == 403
