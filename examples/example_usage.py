@@ -26,6 +26,8 @@ def show(title: str, data: Any) -> None:
 def main(url: str, api_key: str) -> int:
     with Client(url, api_key, retries=2, max_retry_wait=10) as client:
         show("GET /health", client.health())
+        spec = client.request("GET", "/openapi.json")
+        show("GET /openapi.json (paths)", sorted(spec["paths"]))
         show("GET /tenant", client.tenant())
         show(
             "POST /process analyze",
