@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -112,3 +113,28 @@ def test_concurrent_callers_never_pass_the_bounds(
     assert admitted <= burst
     assert most <= max_concurrent
     assert admitted >= 1
+
+
+def test_a_cancelled_waiter_does_not_stop_the_queue(sqlite_database: Database) -> None:
+    import asyncio
+
+    roomy = Tier("roomy", 3600, 1000, 100, 10**6, 10**6, 10)
+    queue = AdmissionQueue(Admission(sqlite_database))
+    queue.start()
+
+    async def cancel_some() -> None:
+        for _ in range(20):
+            task = asyncio.ensure_future(queue.admit_async("acme-corp", roomy, 1, 60))
+            await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                queue.release(await task)
+
+    try:
+        asyncio.run(cancel_some())
+        ticket = queue.admit("acme-corp", roomy, 1, 60)  # the thread is still serving
+        queue.release(ticket)
+    finally:
+        queue.close()
+    # every admission whose waiter had gone was released by the queue itself
+    assert leases(sqlite_database, "acme-corp") == 0

@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from tenantkit.config import Tier
-from tenantkit.errors import ConcurrencyLimitExceeded, LimitExceeded
+from tenantkit.errors import ConcurrencyLimitExceeded, DatabaseUnavailable, LimitExceeded
 
 if TYPE_CHECKING:
     from tenantkit.limits import Admission, Ticket
@@ -111,7 +111,16 @@ class AdmissionQueue:
         future = self._enqueue((tenant_id, tier, cost, lease_ttl))
         if future is None:
             return self.admission.admit(tenant_id, tier, cost=cost, lease_ttl=lease_ttl)
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # the caller has gone; a ticket decided anyway goes straight back
+            future.add_done_callback(self._release_orphan)
+            raise
+
+    def _release_orphan(self, future: Future[Ticket]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.release(future.result())
 
     def release(self, ticket: Ticket) -> None:
         """Give the ticket's lease back: queued, applied with the next batch."""
@@ -137,7 +146,13 @@ class AdmissionQueue:
                 admits = retry + self._admits
                 releases = self._releases
                 self._admits, self._releases = [], []
-            retry = self._apply(admits, releases)
+            try:
+                retry = self._apply(admits, releases)
+            except Exception:  # never let the thread die: every waiter would hang
+                logger.exception("admission batch failed")
+                for _, future in admits:
+                    _settle(future, None, DatabaseUnavailable("admission failed"))
+                retry = []
 
     def _apply(
         self,
@@ -153,9 +168,9 @@ class AdmissionQueue:
             return []
         try:
             results = self.admission.admit_many([r for r, _ in admits], release=releases)
-        except BaseException as exc:
+        except Exception as exc:
             for _, future in admits:
-                future.set_exception(exc)
+                _settle(future, None, exc)
             return []
         self.batches += 1
         self.decisions += len(admits)
@@ -165,7 +180,18 @@ class AdmissionQueue:
             if isinstance(result, ConcurrencyLimitExceeded) and request[0] in freed:
                 retry.append((request, future))
             elif isinstance(result, LimitExceeded):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+                _settle(future, None, result)
+            elif not _settle(future, result, None):
+                self.release(result)  # its caller has gone: give the slot back
         return retry
+
+
+def _settle(future: Future[Ticket], result: Ticket | None, error: BaseException | None) -> bool:
+    """Resolve ``future``; ``False`` when its waiter has cancelled it."""
+    if not future.set_running_or_notify_cancel():
+        return False
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
+    return True
