@@ -31,30 +31,28 @@ REQUEST_ID_PATTERN = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
 """A client's request id is kept when it is 8-128 safe characters."""
 
 
-_PREFIX = os.urandom(8).hex()
-_COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
+_PREFIX = ""
+_COUNTER = itertools.count()
+
+
+def _reseed() -> None:
+    """A new random prefix (at import and in every forked child)."""
+    global _PREFIX, _COUNTER
+    _PREFIX = os.urandom(8).hex()
+    _COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
+_reseed()
+os.register_at_fork(after_in_child=_reseed)
 
 
 def new_request_id() -> str:
     """A fresh request id: 32 hex characters, unique across processes and restarts.
 
-    A random per-process prefix and a counter: no system call per request
-    (``os.urandom`` is a syscall, slow under some sandboxes). Request ids are
-    not secrets.
+    A random per-process prefix and a counter: no system call per request.
+    Request ids are not secrets.
     """
-    if os.getpid() != _PID[0]:  # forked: a new prefix
-        _reseed()
     return f"{_PREFIX}{next(_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
-
-
-_PID = [os.getpid()]
-
-
-def _reseed() -> None:
-    global _PREFIX, _COUNTER
-    _PID[0] = os.getpid()
-    _PREFIX = os.urandom(8).hex()
-    _COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
 
 class GatewayMiddleware:
