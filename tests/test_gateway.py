@@ -669,22 +669,31 @@ def test_any_json_body_gets_a_clean_answer_and_metering_matches(
     assert len(bulk.usage_events()) == before + executed
 
 
+FORK_IDS = """
+import os, sys
+from tenantkit.gateway.middleware import new_request_id
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(write, "".join(new_request_id() for _ in range(100)).encode())
+    os._exit(0)
+os.close(write)
+os.waitpid(pid, 0)
+print(os.read(read, 100_000).decode())
+print("".join(new_request_id() for _ in range(100)))
+"""
+
+
 def test_request_ids_are_unique_across_forks() -> None:
-    import os
+    import subprocess
+    import sys
 
-    from tenantkit.gateway.middleware import new_request_id
-
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.write(write, "".join(new_request_id() for _ in range(100)).encode())
-        os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    child = os.read(read, 100_000).decode()
-    os.close(read)
-    mine = {new_request_id() for _ in range(100)}
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_IDS], capture_output=True, text=True, check=True, timeout=60
+    )
+    child, parent = done.stdout.split()
     theirs = {child[i : i + 32] for i in range(0, len(child), 32)}
+    mine = {parent[i : i + 32] for i in range(0, len(parent), 32)}
     assert len(mine) == len(theirs) == 100
     assert not mine & theirs
     assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in mine | theirs)
