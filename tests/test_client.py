@@ -151,3 +151,56 @@ def test_error_from_a_response_without_a_problem_falls_back_on_the_status() -> N
     assert error.retry_after == 7
     error = error_from_response(httpx.Response(401, text="nope", request=request))
     assert isinstance(error, AuthenticationError)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.example.com",
+        "http://10.0.0.5:8000",
+        "http://localhost.example.com",
+        "http://127.0.0.1.example.com",
+        "ftp://api.example.com",
+        "https://user:secret@api.example.com",
+        "api.example.com",
+    ],
+)
+def test_the_key_is_never_sent_in_clear_to_another_machine(url: str) -> None:
+    from tenantkit.cli._target import RemoteTarget
+    from tenantkit.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as sync_refusal:
+        Client(url, "mt_secret")
+    with pytest.raises(ConfigurationError) as async_refusal:
+        AsyncClient(url, "mt_secret")
+    with pytest.raises(ConfigurationError) as cli_refusal:
+        RemoteTarget(url, "adm_secret")  # the CLI's remote target: the same rule
+    assert str(sync_refusal.value) == str(async_refusal.value)
+    assert str(cli_refusal.value) == str(sync_refusal.value).replace("the API key", "the admin key")
+    assert "mt_secret" not in str(sync_refusal.value)
+
+
+def test_https_and_this_machine_are_accepted_and_allow_insecure_opts_in() -> None:
+    from tenantkit.errors import ConfigurationError
+
+    for url in ("https://acme--saas.modal.run", "http://127.0.0.1:8000", "http://[::1]:8000"):
+        Client(url, "mt_x").close()
+        asyncio.run(AsyncClient(url, "mt_x").aclose())
+    Client("http://api.example.com", "mt_x", allow_insecure=True).close()
+    asyncio.run(AsyncClient("http://api.example.com", "mt_x", allow_insecure=True).aclose())
+    with pytest.raises(ConfigurationError):  # only plain http is relaxed, nothing else
+        Client("https://u:p@api.example.com", "mt_x", allow_insecure=True)
+    with pytest.raises(ConfigurationError):
+        Client("ftp://api.example.com", "mt_x", allow_insecure=True)
+
+
+def test_an_in_process_transport_needs_no_https() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"status": "ok"})
+
+    with Client("http://testserver", "mt_x", transport=httpx.MockTransport(handler)) as client:
+        assert client.health() == {"status": "ok"}
+    assert seen == ["http://testserver/health"]

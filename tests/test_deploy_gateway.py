@@ -154,6 +154,60 @@ def test_a_full_request_records_usage_from_the_worker_envelope(
     assert by_function["norm"].gpu_type is None
 
 
+def test_files_a_worker_writes_are_counted_in_the_gateways_storage_counters(
+    tmp_path: Path, container_env: Path
+) -> None:
+    """A worker's ``ctx.storage`` arrives unpickled, counting in a ledger of its
+    own; the envelope carries the net change and the gateway applies it."""
+    from tenantkit.storage import storage_for
+    from tests.test_deploy_support import load_quickstart
+
+    deployment = build_modal_deployment(load_quickstart(), Settings(database_url=None))
+    executor = RecordingExecutor(deployment.plan.app_name, functions=deployment.workers, local=True)
+
+    async def commit() -> None:
+        return None
+
+    api = gateway_app(
+        deployment.source,
+        starter_config(deployment, container_env),
+        executor=executor,
+        commit=commit,
+    )
+    services = api.state.tenantkit
+    # Tenant files in a local folder instead of Modal Volumes (no network here).
+    files = services.settings.model_copy(
+        update={"storage_backend": "local", "data_dir": tmp_path / "files"}
+    )
+    services.storage_factory = lambda tenant_id, tier: storage_for(
+        tenant_id, tier, files, services.db
+    )
+    _, issued = services.tenants.create("acme-corp", "Acme", "pro")
+    headers = {"Authorization": f"Bearer {issued.api_key}"}
+
+    async def scenario() -> list[httpx.Response]:
+        async with serving(api) as client:
+            return [
+                await client.post(
+                    "/process",
+                    json={"task_type": "analyze", "data": {"items": items}},
+                    headers=headers,
+                )
+                for items in ([1, 2, 3], [4.5, 6])
+            ]
+
+    responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+    changes = [e.storage_change for e in executor.envelopes]
+    assert all(c is not None and c[0] > 0 and c[1] == 1 for c in changes), changes
+    storage = services.storage_for("acme-corp", services.tier_named("pro"))
+    counted = storage.usage()
+    assert counted == (sum(c[0] for c in changes if c), 2)
+    assert storage.recount() == counted  # the counters match what is on disk
+    stored = sorted(f.path for f in storage.list())
+    assert stored == sorted(f"results/{r.json()['request_id']}.json" for r in responses)
+
+
 def test_starter_records_survive_a_gateway_restart(
     deployment: ModalDeployment, container_env: Path
 ) -> None:
@@ -433,3 +487,30 @@ asyncio.run(main())
         "200 ['embed', 'explode', 'norm', 'reject']",
         "ModalExecutor",
     ]
+
+
+def test_a_workers_storage_change_is_its_net_change_since_it_arrived(tmp_path: Path) -> None:
+    import pickle
+
+    from tenantkit.config import DEFAULT_TIERS
+    from tenantkit.deploy.runtime import storage_change
+    from tenantkit.storage import storage_for
+
+    settings = Settings(data_dir=tmp_path, database_url=None)
+    db = open_database(settings.resolved_database_url())
+    try:
+        here = storage_for("acme-corp", DEFAULT_TIERS["free"], settings, db)
+        here.write_bytes("old.bin", b"x" * 100)
+        ctx = TenantContext("acme-corp", "free", "r-1", storage=here)
+        assert storage_change(ctx) is None  # counted in the records database already
+        shipped = pickle.loads(pickle.dumps(ctx))
+        assert storage_change(shipped) is None  # nothing written yet
+        shipped.storage.write_bytes("new.bin", b"y" * 30)
+        shipped.storage.write_bytes("old.bin", b"x" * 40)  # replaced: 60 bytes fewer
+        assert storage_change(shipped) == (30 - 60, 1)
+        shipped.storage.delete("new.bin")
+        shipped.storage.delete("old.bin")
+        assert storage_change(shipped) == (-100, -1)
+        assert storage_change(TenantContext("acme-corp", "free", "r-2")) is None
+    finally:
+        db.close()

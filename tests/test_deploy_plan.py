@@ -236,11 +236,20 @@ def test_starter_mode_never_plans_more_than_one_gateway(
         assert p.gateway.volumes == {}
 
 
-def test_third_party_imports_missing_from_requirements_are_flagged() -> None:
-    p = plan(load_quickstart(), local_settings())
+def test_third_party_imports_missing_from_requirements_are_flagged(tmp_path: Path) -> None:
+    source = QUICKSTART.read_text().replace('requirements=["scikit-learn>=1.5"]', "requirements=[]")
+    assert source != QUICKSTART.read_text()
+    app = load_app(str(write_app(tmp_path / "project", source, "undeclared_app.py")))
+    p = plan(app, local_settings())
     assert p.ok  # a warning: the import may be optional
     (warning,) = [w for w in p.warnings if "requirements do not list" in w]
     assert "'sklearn' (scikit-learn)" in warning
+
+
+def test_the_quickstart_declares_what_it_imports() -> None:
+    p = plan(load_quickstart(), local_settings())
+    assert "scikit-learn>=1.5" in load_quickstart().requirements
+    assert not [w for w in p.warnings if "requirements do not list" in w]
 
 
 def test_declared_requirements_stdlib_and_local_modules_are_not_flagged(tmp_path: Path) -> None:

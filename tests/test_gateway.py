@@ -697,3 +697,54 @@ def test_request_ids_are_unique_across_forks() -> None:
     assert len(mine) == len(theirs) == 100
     assert not mine & theirs
     assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in mine | theirs)
+
+
+def test_usage_costs_follow_the_configured_price_table(tmp_path: Path) -> None:
+    from tenantkit.cli._target import LocalTarget
+
+    prices = {"per_request": 0.25, "per_compute_second": 0.0, "currency": "EUR"}
+    settings = get_settings(
+        data_dir=tmp_path, signing_key="k" * 32, admin_key="a" * 40, prices=prices
+    )
+    with local_gateway(app, tier="free", settings=settings, tenant_id="acme-corp") as harness:
+        for _ in range(3):
+            assert harness.client.post("/functions/analyze", json={"items": [1]}).status_code == 200
+        report = harness.client.get("/usage").json()
+        admin_report = harness.client.get(
+            "/admin/tenants/acme-corp/usage", headers={"Authorization": "Bearer " + "a" * 40}
+        ).json()
+    target = LocalTarget(settings)  # `tenantkit usage show` on this machine
+    try:
+        cli_report = target.usage("acme-corp")
+    finally:
+        target.close()
+    for seen in (report, admin_report, cli_report):
+        assert seen["totals"]["requests"] == 3
+        assert seen["cost"]["currency"] == "EUR"
+        assert seen["cost"]["requests"] == pytest.approx(0.75)
+        assert seen["cost"]["compute"] == 0.0
+        assert seen["prices"]["per_request"] == 0.25
+
+
+def test_a_bad_price_table_fails_when_the_gateway_is_built(tmp_path: Path) -> None:
+    from tenantkit.errors import ValidationError
+    from tenantkit.gateway import create_gateway
+
+    settings = get_settings(data_dir=tmp_path, signing_key="k" * 32, prices={"per_reqest": 1})
+    with pytest.raises(ValidationError, match="per_reqest"):
+        create_gateway(app, settings)
+
+
+def test_the_storage_factory_names_each_tenants_volume_after_the_app(tmp_path: Path) -> None:
+    from tenantkit.gateway import create_gateway
+    from tenantkit.storage import ModalVolumeBackend, volume_name
+
+    settings = get_settings(data_dir=tmp_path, signing_key="k" * 32, storage_backend="modal")
+    api = create_gateway(app, settings)
+    services = api.state.tenantkit
+    try:
+        storage = services.storage_for("acme-corp", app.tiers["free"])  # no network yet
+        assert isinstance(storage.backend, ModalVolumeBackend)
+        assert storage.backend.name == volume_name(app.name, "acme-corp")
+    finally:
+        services.db.close()

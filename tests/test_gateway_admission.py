@@ -12,12 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tenantkit.config import Tier
-from tenantkit.db import Database
+from tenantkit.db import Database, Tenant
 from tenantkit.errors import ConcurrencyLimitExceeded, LimitExceeded, RateLimitExceeded
 from tenantkit.gateway.admission_queue import AdmissionQueue
 from tenantkit.limits import Admission
 
 ONE_SLOT = Tier("one-slot", 3600, 1000, 1, 10**6, 10**6, 10)
+
+
+def with_tenant(db: Database, tenant_id: str = "acme-corp") -> Database:
+    """``db`` holding an active tenant ``tenant_id`` (admission checks the row)."""
+    now = time.time()
+    with db.transaction() as tx:
+        tx.create_tenant(Tenant(tenant_id, tenant_id, "free", "active", now, now))
+    return db
 
 
 def leases(db: Database, tenant_id: str) -> int:
@@ -26,7 +34,7 @@ def leases(db: Database, tenant_id: str) -> int:
 
 
 def test_a_release_queued_before_an_admission_frees_the_slot(database: Database) -> None:
-    queue = AdmissionQueue(Admission(database))
+    queue = AdmissionQueue(Admission(with_tenant(database)))
     queue.start()
     try:
         for _ in range(50):
@@ -39,7 +47,7 @@ def test_a_release_queued_before_an_admission_frees_the_slot(database: Database)
 
 
 def test_the_slot_is_refused_while_held(database: Database) -> None:
-    queue = AdmissionQueue(Admission(database))
+    queue = AdmissionQueue(Admission(with_tenant(database)))
     queue.start()
     try:
         held = queue.admit("acme-corp", ONE_SLOT, 1, 60)
@@ -52,7 +60,7 @@ def test_the_slot_is_refused_while_held(database: Database) -> None:
 
 
 def test_without_the_thread_calls_go_straight_through(sqlite_database: Database) -> None:
-    queue = AdmissionQueue(Admission(sqlite_database))
+    queue = AdmissionQueue(Admission(with_tenant(sqlite_database)))
     ticket = queue.admit("acme-corp", ONE_SLOT, 1, 60)
     assert leases(sqlite_database, "acme-corp") == 1
     queue.release(ticket)
@@ -76,7 +84,7 @@ def test_concurrent_callers_never_pass_the_bounds(
     from tenantkit.db import open_database
 
     folder = tmp_path_factory.mktemp("queue")
-    db = open_database(f"sqlite:///{folder / 'records.db'}")
+    db = with_tenant(open_database(f"sqlite:///{folder / 'records.db'}"))
     tier = Tier("t", 1, burst, max_concurrent, 10**6, 10**6, 10)  # ~no refill in the test
     queue = AdmissionQueue(Admission(db))
     queue.start()
@@ -119,7 +127,7 @@ def test_a_cancelled_waiter_does_not_stop_the_queue(sqlite_database: Database) -
     import asyncio
 
     roomy = Tier("roomy", 3600, 1000, 100, 10**6, 10**6, 10)
-    queue = AdmissionQueue(Admission(sqlite_database))
+    queue = AdmissionQueue(Admission(with_tenant(sqlite_database)))
     queue.start()
 
     async def cancel_some() -> None:

@@ -282,15 +282,20 @@ async def test_a_function_writes_and_the_tenant_reads_it_back(gw: Harness) -> No
 async def test_quickstart_example_result_is_readable_over_http(tmp_path: Path) -> None:
     app = load_app(str(Path(__file__).parents[1] / "examples" / "quickstart" / "app.py"))
     async with running(app, settings_for(tmp_path), "acme-corp", "pro") as gw:
-        response = await gw.client.post(
-            "/process", json={"task_type": "analyze", "data": {"items": [1, 2, 3]}}
-        )
-        assert response.status_code == 200, response.text
+        request_ids = []
+        for items in ([1, 2, 3], [10, 20]):
+            response = await gw.client.post(
+                "/process", json={"task_type": "analyze", "data": {"items": items}}
+            )
+            assert response.status_code == 200, response.text
+            request_ids.append(response.json()["request_id"])
         listed = (await gw.client.get("/files")).json()["files"]
-        assert listed, "the example stores a result file per call"
-        stored = await gw.client.get(f"/files/{listed[0]['path']}")
-        assert stored.status_code == 200
-        assert stored.json()["mean"] == 2
+        expected = sorted(f"results/{rid}.json" for rid in request_ids)
+        assert [f["path"] for f in listed] == expected, "one result file per call"
+        for rid, mean in zip(request_ids, (2, 15), strict=True):
+            stored = await gw.client.get(f"/files/results/{rid}.json")
+            assert stored.status_code == 200
+            assert stored.json()["mean"] == mean
 
 
 async def test_an_upload_cut_off_midway_keeps_the_old_file(gw: Harness, tmp_path: Path) -> None:

@@ -24,12 +24,17 @@ from pydantic import Field
 from tenantkit import TenantApp, TenantContext
 from tenantkit.errors import ValidationError
 
-app = TenantApp("multi-tenant-saas")
+# The deployed image installs tenantkit and these; /inference needs scikit-learn.
+app = TenantApp("multi-tenant-saas", requirements=["scikit-learn>=1.5"])
 
 
 @app.tenant_function(timeout=60)
 def analyze(items: list[float], ctx: TenantContext) -> dict[str, Any]:
-    """Summary statistics of a list of numbers (the seed's ``analyze`` task)."""
+    """Summary statistics of a list of numbers (the seed's ``analyze`` task).
+
+    Each call writes its result to the tenant's storage as
+    ``results/<request id>.json`` (``GET /files/results/<request id>.json``).
+    """
     if not items:
         raise ValidationError("items must hold at least one number")
     result = {
@@ -42,7 +47,7 @@ def analyze(items: list[float], ctx: TenantContext) -> dict[str, Any]:
         "tenant_id": ctx.tenant_id,
     }
     if ctx.storage is not None:
-        ctx.storage.write_json("analyze/last.json", result)
+        ctx.storage.write_json(f"results/{ctx.request_id}.json", result)
     return result
 
 

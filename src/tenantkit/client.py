@@ -10,6 +10,10 @@
         client.call("analyze", items=[1, 2, 3])             # /functions/analyze
         client.rate_limit()
 
+The key travels only over ``https://``, or plain ``http://`` to this machine
+(``localhost``, ``127.x``, ``::1``: ``tenantkit serve``); anything else is
+refused with ``ConfigurationError`` unless ``allow_insecure=True``.
+
 Errors come back as tenantkit's own exception classes, chosen from the
 problem details the server sends: ``AuthenticationError`` (401),
 ``TierNotAllowed`` (403), ``FunctionNotFound`` (404), ``RateLimitExceeded``
@@ -22,6 +26,7 @@ up to N times, waiting as ``Retry-After`` says (never longer than
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
@@ -29,9 +34,67 @@ from typing import Any, Self
 import httpx
 
 from tenantkit import errors as _errors
-from tenantkit.errors import LimitExceeded, TenantKitError
+from tenantkit.errors import ConfigurationError, LimitExceeded, TenantKitError
 
-__all__ = ["AsyncClient", "Client", "error_from_response"]
+__all__ = ["AsyncClient", "Client", "check_url", "error_from_response"]
+
+_IN_PROCESS_TRANSPORTS = (httpx.ASGITransport, httpx.WSGITransport, httpx.MockTransport)
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1); not a name that
+    merely starts with ``127.`` (``127.0.0.1.example.com``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, sending: str = "the API key", allow_insecure: bool = False) -> None:
+    """Refuse a URL a key must not be sent to: anything but ``https://``,
+    except plain ``http://`` to this machine (``tenantkit serve``). The
+    Python clients and the CLI's remote target share this rule.
+
+    Args:
+        url: The API's base URL.
+        sending: What would be sent, for the message ("the admin key").
+        allow_insecure: Accept plain ``http://`` to any host.
+
+    Raises:
+        ConfigurationError: naming the rule.
+
+    Example:
+        >>> check_url("https://acme--saas.modal.run")
+        >>> check_url("http://127.0.0.1:8000")
+        >>> check_url("http://api.example.com", allow_insecure=True)
+        >>> check_url("http://api.example.com")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tenantkit.errors.ConfigurationError: refusing to send the API key to http://api...
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        raise ConfigurationError(f"{url!r} is not a URL") from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError(f"put no credentials in the URL; {sending} is sent as a header")
+    if not host:
+        raise ConfigurationError(f"{url!r} is not a URL: give e.g. https://<app>.modal.run")
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and (allow_insecure or _is_loopback(host)):
+        return
+    hint = "" if parts.scheme != "http" else ", or allow_insecure=True"
+    raise ConfigurationError(
+        f"refusing to send {sending} to {parts.scheme}://{host}: use https:// "
+        f"(plain http:// only to this machine{hint})"
+    )
+
 
 _RETRY_STATUSES = frozenset({429, 503})
 
@@ -126,9 +189,13 @@ class _Base:
         *,
         retries: int,
         max_retry_wait: float,
+        allow_insecure: bool,
+        transport: object,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be zero or more")
+        if not isinstance(transport, _IN_PROCESS_TRANSPORTS):  # those never open a socket
+            check_url(url, allow_insecure=allow_insecure)
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.retries = retries
@@ -171,7 +238,13 @@ class Client(_Base):
         timeout: Seconds per HTTP request.
         retries: Retries of a 429 or 503 answer, honouring ``Retry-After``.
         max_retry_wait: Longest ``Retry-After`` worth waiting for.
-        transport: An httpx transport (tests pass ``httpx.ASGITransport`` or a mock).
+        transport: An httpx transport (tests pass ``httpx.ASGITransport`` or a mock;
+            in-process transports skip the URL rule).
+        allow_insecure: Send the key over plain ``http://`` to any host (by
+            default only ``https://``, or ``http://`` to this machine).
+
+    Raises:
+        ConfigurationError: ``url`` breaks the rule above.
     """
 
     def __init__(
@@ -183,8 +256,16 @@ class Client(_Base):
         retries: int = 0,
         max_retry_wait: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        allow_insecure: bool = False,
     ) -> None:
-        super().__init__(url, api_key, retries=retries, max_retry_wait=max_retry_wait)
+        super().__init__(
+            url,
+            api_key,
+            retries=retries,
+            max_retry_wait=max_retry_wait,
+            allow_insecure=allow_insecure,
+            transport=transport,
+        )
         self._http = httpx.Client(
             base_url=self.url, headers=self._headers(), timeout=timeout, transport=transport
         )
@@ -264,8 +345,16 @@ class AsyncClient(_Base):
         retries: int = 0,
         max_retry_wait: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        allow_insecure: bool = False,
     ) -> None:
-        super().__init__(url, api_key, retries=retries, max_retry_wait=max_retry_wait)
+        super().__init__(
+            url,
+            api_key,
+            retries=retries,
+            max_retry_wait=max_retry_wait,
+            allow_insecure=allow_insecure,
+            transport=transport,
+        )
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=self._headers(), timeout=timeout, transport=transport
         )

@@ -26,6 +26,8 @@ from tenantkit.tenants import TenantService
 if TYPE_CHECKING:
     import httpx
 
+    from tenantkit.metering import PriceTable
+
 __all__ = [
     "LocalTarget",
     "RemoteTarget",
@@ -150,6 +152,7 @@ class LocalTarget:
         self.actor = actor
         self.keys = KeyManager(db, settings)
         self.tenants = TenantService(db, self.keys)
+        self._prices: PriceTable | None = None
 
     def create_tenant(
         self, tenant_id: str, name: str, tier: str, email: str | None = None
@@ -203,13 +206,12 @@ class LocalTarget:
     def usage(
         self, tenant_id: str, *, period: str = "day", date: str | None = None
     ) -> dict[str, Any]:
-        import importlib
+        from tenantkit.metering import PriceTable, usage_report
 
-        report: Callable[..., dict[str, Any]] = importlib.import_module(
-            "tenantkit.metering"
-        ).usage_report
+        if self._prices is None:  # once per target; a bad table fails only usage commands
+            self._prices = PriceTable.from_mapping(self.settings.prices)
         self.tenants.get(tenant_id)
-        return report(self.db, tenant_id, period=period, date=date)
+        return usage_report(self.db, tenant_id, period=period, date=date, prices=self._prices)
 
     def close(self) -> None:
         self.keys.close()
@@ -230,35 +232,11 @@ def _problem_classes() -> dict[str, type[TenantKitError]]:
     return classes
 
 
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
 def _check_url(url: str) -> None:
-    """Refuse a URL the admin key must not be sent to: anything but ``https://``,
-    except plain ``http://`` to this machine (``tenantkit serve``).
+    """The clients' rule (:func:`tenantkit.client.check_url`) for the admin key."""
+    from tenantkit.client import check_url
 
-    Raises:
-        ConfigurationError: naming the rule.
-    """
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-    except ValueError:
-        raise ConfigurationError(f"{url!r} is not a URL") from None
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError("put no credentials in the URL; the admin key is sent as a header")
-    if not host:
-        raise ConfigurationError(f"{url!r} is not a URL: give e.g. https://<app>.modal.run")
-    if parts.scheme == "https":
-        return
-    if parts.scheme == "http" and (host in _LOOPBACK_HOSTS or host.startswith("127.")):
-        return
-    raise ConfigurationError(
-        f"refusing to send the admin key to {parts.scheme}://{host}: use https:// "
-        "(plain http:// only to this machine)"
-    )
+    check_url(url, sending="the admin key")
 
 
 class RemoteTarget:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,10 @@ class ModalExecutor:
             are looked up with ``modal.Function.from_name`` on first use.
         local: Call ``fn.local(...)`` in a thread instead of
             ``fn.remote.aio(...)``: the worker code runs in this process,
-            with no network (for checking a built app offline).
+            with no network (for checking a built app offline). The worker
+            gets a pickled copy of the context, as a container does, so its
+            storage counts writes in a ledger of its own and reports them in
+            ``envelope.storage_change``.
 
     Example:
         >>> ModalExecutor("multi-tenant-saas")
@@ -87,7 +91,9 @@ class ModalExecutor:
         try:
             fn = self.function(function.name)
             if self.local:
-                result = await asyncio.to_thread(fn.local, payload, ctx)
+                # What a container receives (our own object, pickled here).
+                shipped = pickle.loads(pickle.dumps(ctx))  # noqa: S301
+                result = await asyncio.to_thread(fn.local, payload, shipped)
             else:
                 result = await fn.remote.aio(payload, ctx)
         except Exception as exc:

@@ -39,7 +39,7 @@ from tenantkit.errors import DeployError, FunctionNotFound
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from tenantkit.config import Settings, Tier
+    from tenantkit.config import Settings
     from tenantkit.deploy.source import AppSource
     from tenantkit.workers import Envelope, Executor, TenantContext
 
@@ -50,6 +50,7 @@ __all__ = [
     "gateway_app",
     "jsonable",
     "run_worker",
+    "storage_change",
 ]
 
 logger = logging.getLogger("tenantkit.deploy")
@@ -76,7 +77,9 @@ def run_worker(
 
     This is the body of every worker Modal Function. The compute seconds are
     measured in this container by :func:`tenantkit.workers.run_in_envelope`
-    around the user's function alone.
+    around the user's function alone. Files the call wrote through
+    ``ctx.storage`` are counted in this container; their net change comes
+    back as ``envelope.storage_change`` and the gateway applies it.
 
     Args:
         source: The app.
@@ -108,7 +111,27 @@ def run_worker(
     envelope = run_in_envelope(function, validated, ctx, gpu_type=gpu_type, gpu_count=gpu_count)
     if envelope.error is None:
         envelope.value = jsonable(envelope.value)
+    envelope.storage_change = storage_change(ctx)
     return envelope
+
+
+def storage_change(ctx: TenantContext) -> tuple[int, int] | None:
+    """The net change the call made to the tenant's files, as this container
+    counted it (``ctx.storage`` arrived unpickled, on a ledger of its own),
+    for the gateway to add to the records database; ``None`` if nothing changed
+    or the storage counts in the records database itself."""
+    storage = ctx.storage
+    unshared = getattr(storage, "unshared_change", None)
+    if unshared is None:
+        return None
+    try:
+        delta_bytes, delta_files = unshared()
+    except Exception:
+        logger.exception("could not read the storage change of request %s", ctx.request_id)
+        return None
+    if delta_bytes == 0 and delta_files == 0:
+        return None
+    return int(delta_bytes), int(delta_files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,18 +375,12 @@ def gateway_app(
 
 
 def _name_tenant_volumes(api: FastAPI, app_name: str, settings: Settings) -> None:
-    """Give the gateway's storage factory, and the tenant service's file
-    removal on delete, the app name the Modal backend needs to name each
-    tenant's Volume."""
-    from tenantkit.storage import files_remover, storage_for
+    """Give the tenant service's file removal on delete the app name the Modal
+    backend needs to name each tenant's Volume (the gateway's storage factory
+    passes it already)."""
+    from tenantkit.storage import files_remover
 
     services = api.state.tenantkit
-    db = services.db
-
-    def factory(tenant_id: str, tier: Tier) -> Any:
-        return storage_for(tenant_id, tier, settings, db, app_name=app_name)
-
-    services.storage_factory = factory
     services.tenants.remove_files = files_remover(settings, app_name=app_name)
 
 

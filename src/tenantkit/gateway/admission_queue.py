@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from tenantkit.config import Tier
-from tenantkit.errors import ConcurrencyLimitExceeded, DatabaseUnavailable, LimitExceeded
+from tenantkit.errors import ConcurrencyLimitExceeded, DatabaseUnavailable, TenantKitError
 
 if TYPE_CHECKING:
     from tenantkit.limits import Admission, Ticket
@@ -99,7 +99,9 @@ class AdmissionQueue:
         """Admit one call, blocking this (worker) thread until it is decided.
 
         Raises:
-            LimitExceeded: refused; DatabaseUnavailable: as ``Admission.admit``.
+            LimitExceeded: refused; AuthenticationError / TenantSuspended: the tenant was
+                deleted or suspended since its key was verified; DatabaseUnavailable:
+                as ``Admission.admit``.
         """
         future = self._enqueue((tenant_id, tier, cost, lease_ttl))
         if future is None:
@@ -179,7 +181,7 @@ class AdmissionQueue:
         for (request, future), result in zip(admits, results, strict=True):
             if isinstance(result, ConcurrencyLimitExceeded) and request[0] in freed:
                 retry.append((request, future))
-            elif isinstance(result, LimitExceeded):
+            elif isinstance(result, TenantKitError):  # a limit, or the tenant gone since
                 _settle(future, None, result)
             elif not _settle(future, result, None):
                 self.release(result)  # its caller has gone: give the slot back

@@ -9,6 +9,24 @@ Routes follow the design's HTTP contract: ``/health``, ``/tenant``,
 ``/usage``, ``/rate-limit``, ``/process``, ``/batch``, ``/functions/{name}``,
 each function's own ``path``, ``/docs`` and the ``/admin`` API. Starting the
 app starts the usage meter; stopping it (SIGTERM included) flushes it.
+
+Key scopes: a key minted without scopes may use every tenant route. A key
+with scopes is held to them (``*`` and ``prefix:*`` are wildcards):
+
+========================================  =============================
+route                                     scope needed
+========================================  =============================
+``GET /tenant``                           ``tenant:read``
+``GET /usage``, ``GET /rate-limit``       ``usage:read``
+a function (``/functions/{name}``,        ``functions:<name>``
+its ``path``, ``/process``, ``/batch``)
+``GET /files...``                         ``files:read``
+``PUT``/``DELETE /files/...``             ``files:write``
+========================================  =============================
+
+Costs in ``/usage`` (and the admin usage route) use the price table in
+``Settings.prices`` (``TENANTKIT_PRICES``, JSON), read once when the gateway
+is built.
 """
 
 from __future__ import annotations
@@ -88,10 +106,11 @@ def create_gateway(
     """
     from tenantkit.auth import KeyManager
     from tenantkit.limits import Admission
-    from tenantkit.metering import UsageMeter
+    from tenantkit.metering import PriceTable, UsageMeter
     from tenantkit.tenants import TenantService
 
     settings = settings if settings is not None else get_settings()
+    prices = PriceTable.from_mapping(settings.prices)
     owns_db = db is None
     opened = db if db is not None else open_database(settings.resolved_database_url())
     database: Database = SerializedWrites(opened) if opened.backend == "sqlite" else opened
@@ -121,7 +140,8 @@ def create_gateway(
         clock=clock,
         owns_db=owns_db,
         inline_db=database.backend == "sqlite",
-        storage_factory=_storage_factory(settings, database),
+        storage_factory=_storage_factory(settings, database, app.name),
+        prices=prices,
     )
 
     @asynccontextmanager
@@ -165,14 +185,17 @@ def create_gateway(
     return api
 
 
-def _storage_factory(settings: Settings, db: Database) -> Callable[[str, Any], Any] | None:
+def _storage_factory(
+    settings: Settings, db: Database, app_name: str
+) -> Callable[[str, Any], Any] | None:
     try:
         from tenantkit.storage import storage_for
     except ImportError:
         return None
 
     def factory(tenant_id: str, tier: Any) -> Any:
-        return storage_for(tenant_id, tier, settings, db)
+        # app_name names each tenant's Volume with the Modal backend.
+        return storage_for(tenant_id, tier, settings, db, app_name=app_name)
 
     return factory
 
@@ -196,6 +219,7 @@ def _add_tenant_routes(api: FastAPI) -> None:
         openapi_extra={"security": _SECURITY},
     )
     async def tenant(rc: CurrentPrincipal) -> dict[str, Any]:
+        rc.require_scope("tenant:read")
         tier = rc.tier
         return {
             **rc.principal.tenant.public(),
@@ -224,10 +248,17 @@ def _add_tenant_routes(api: FastAPI) -> None:
     ) -> Response:
         from tenantkit.metering import usage_report
 
+        rc.require_scope("usage:read")
         services = rc.services
         services.meter.flush()
         report = await services.db_call(
-            usage_report, services.db, rc.tenant_id, period=period, date=date, clock=services.clock
+            usage_report,
+            services.db,
+            rc.tenant_id,
+            period=period,
+            date=date,
+            prices=services.prices,
+            clock=services.clock,
         )
         return Response(encode_json(report), media_type="application/json")
 
@@ -239,6 +270,7 @@ def _add_tenant_routes(api: FastAPI) -> None:
         openapi_extra={"security": _SECURITY},
     )
     async def rate_limit(rc: CurrentPrincipal) -> dict[str, Any]:
+        rc.require_scope("usage:read")
         services = rc.services
         status: dict[str, Any] = await services.db_call(
             services.admission.status, rc.tenant_id, rc.tier

@@ -28,7 +28,7 @@ from tenantkit.workers import Executor, TenantApp, TenantContext
 if TYPE_CHECKING:
     from tenantkit.gateway.admission_queue import AdmissionQueue
     from tenantkit.limits import Admission
-    from tenantkit.metering import UsageMeter
+    from tenantkit.metering import PriceTable, UsageMeter
     from tenantkit.tenants import TenantService
 
 __all__ = [
@@ -46,7 +46,11 @@ T = TypeVar("T")
 
 @dataclass(eq=False)
 class Services:
-    """Everything the gateway's routes use, built once per process."""
+    """Everything the gateway's routes use, built once per process.
+
+    ``prices`` is the price table usage reports are costed with
+    (``Settings.prices``; ``None``: the defaults).
+    """
 
     app: TenantApp
     settings: Settings
@@ -61,6 +65,7 @@ class Services:
     owns_db: bool = False
     inline_db: bool = True
     storage_factory: Callable[[str, Tier], Any] | None = None
+    prices: PriceTable | None = None
     _storage: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     async def db_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -68,6 +73,11 @@ class Services:
         cheaper than a thread hop), in a worker thread for network databases."""
         if self.inline_db:
             return fn(*args, **kwargs)
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+    async def slow_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a call that may do file or network work (tenant creation and
+        deletion remove files) in a worker thread, whatever the database."""
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     def storage_for(self, tenant_id: str, tier: Tier) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ from tenantkit.errors import (
     TierNotAllowed,
 )
 from tenantkit.gateway.deps import RequestContext, authenticate, set_rate_limit_headers
-from tenantkit.gateway.problems import problem_body, problem_response
+from tenantkit.gateway.problems import problem_body, problem_response, public_detail
 from tenantkit.limits import Ticket, denial_headers, rate_limit_headers
 from tenantkit.workers import Envelope, InvalidArguments, LocalExecutor, TenantFunction
 
@@ -41,6 +42,8 @@ __all__ = [
     "encode_json",
     "unknown_function",
 ]
+
+logger = logging.getLogger("tenantkit.gateway")
 
 LEASE_GRACE = 60.0
 
@@ -143,6 +146,33 @@ async def _execute(
     return envelope, ticket
 
 
+async def apply_storage_change(rc: RequestContext, envelope: Envelope) -> None:
+    """Add what a remote worker wrote to the tenant's storage counters.
+
+    A worker in another process (a Modal container) counts its writes in a
+    ledger of its own and reports the net change in the envelope; here it
+    reaches the records database. A failure is logged, not answered: the
+    call itself succeeded, and ``TenantStorage.recount`` repairs counters.
+    """
+    change = envelope.storage_change
+    if not change or change == (0, 0):
+        return
+    storage = rc.services.storage_for(rc.tenant_id, rc.tier)
+    if storage is None:
+        return
+    delta_bytes, delta_files = change
+    try:
+        await rc.services.db_call(storage.apply_change, delta_bytes, delta_files)
+    except TenantKitError as exc:
+        logger.error(
+            "request %s: could not count the worker's storage change %s: %s: %s",
+            rc.request_id,
+            change,
+            type(exc).__name__,
+            exc,
+        )
+
+
 async def _meter(
     rc: RequestContext,
     event_id: str,
@@ -216,6 +246,7 @@ async def _run_one(
     """Admit, run, release, meter and answer one call."""
     started_at = rc.services.clock()
     envelope, ticket = await _execute(rc, function, arguments)
+    await apply_storage_change(rc, envelope)
     headers = rate_limit_headers(ticket.state)
     if envelope.ok:
         body = render(envelope.value, envelope)
@@ -402,6 +433,7 @@ async def _run_batch(
         started_at = rc.services.clock()
         async with gate:
             envelope = await rc.services.executor.run(function, arguments, ctx)
+        await apply_storage_change(rc, envelope)
         event_id = f"{rc.event_id}.{index}"
         if envelope.ok:
             result: dict[str, Any] = {
@@ -424,7 +456,7 @@ async def _run_batch(
 def _task_problem(
     rc: RequestContext, index: int, error: TenantKitError, name: str | None
 ) -> dict[str, Any]:
-    detail = str(error) or error.title
+    detail = public_detail(error)
     if error.status == 500:
         detail = "the task failed; quote the request id when reporting it"
     return {

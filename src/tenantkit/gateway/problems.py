@@ -7,7 +7,9 @@ the caller, plus the ``request_id`` to quote when asking for help::
      "status": 429, "detail": "...", "instance": "/process", "request_id": "..."}
 
 A tenant function's own exception never reaches the client: it becomes a 500
-``function-error`` problem that only carries the request id.
+``function-error`` problem that only carries the request id. Database
+problems (500 and 503 alike) answer with a fixed detail; the real message,
+which may name a server path, is logged with the request id.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from tenantkit.errors import LimitExceeded, TenantKitError
+from tenantkit.errors import DatabaseError, LimitExceeded, TenantKitError
 
 __all__ = [
     "PROBLEM_BASE",
@@ -30,6 +32,7 @@ __all__ = [
     "install_problem_handlers",
     "problem_body",
     "problem_response",
+    "public_detail",
 ]
 
 logger = logging.getLogger("tenantkit.gateway")
@@ -79,6 +82,20 @@ def problem_body(
     return body
 
 
+DATABASE_DETAIL = "the records database is unavailable; retry later"
+INTERNAL_DETAIL = "the request failed; quote the request id when reporting it"
+
+
+def public_detail(exc: TenantKitError) -> str:
+    """What a client may read of ``exc``: its message for errors meant for the
+    caller, a fixed sentence for internal ones (database, 500s)."""
+    if isinstance(exc, DatabaseError):
+        return DATABASE_DETAIL if exc.status == 503 else INTERNAL_DETAIL
+    if exc.status >= 500 and exc.status not in (503, 504) and not isinstance(exc, LimitExceeded):
+        return INTERNAL_DETAIL
+    return str(exc) or exc.title
+
+
 def problem_response(
     exc: TenantKitError,
     request_id: str | None,
@@ -88,14 +105,11 @@ def problem_response(
 ) -> Response:
     """A tenantkit error as a problem+json response (with ``Retry-After`` on 429)."""
     status = exc.status
-    detail = str(exc) or exc.title
-    if status >= 500 and not isinstance(exc, LimitExceeded) and status != 503 and status != 504:
-        detail = "the request failed; quote the request id when reporting it"
     body = problem_body(
         status=status,
         code=exc.code,
         title=exc.title,
-        detail=detail,
+        detail=public_detail(exc),
         request_id=request_id,
         instance=instance,
         extras=exc.problem_extras(),
@@ -132,8 +146,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_tenantkit_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TenantKitError)
-        if exc.status >= 500 and exc.status not in (503, 504):
-            logger.error("request %s failed: %r", request_id_of(request), exc)
+        if isinstance(exc, DatabaseError) or (exc.status >= 500 and exc.status not in (503, 504)):
+            logger.error(
+                "request %s failed: %s: %s", request_id_of(request), type(exc).__name__, exc
+            )
         return problem_response(exc, request_id_of(request), instance=request.url.path)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -174,7 +190,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         logger.exception("unexpected error in request %s", rid, exc_info=exc)
         response = http_problem(
             500,
-            "the request failed; quote the request id when reporting it",
+            INTERNAL_DETAIL,
             rid,
             instance=request.url.path,
         )

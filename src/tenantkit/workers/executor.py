@@ -44,6 +44,12 @@ class Envelope:
         problem: For a function that raised a tenantkit error meant for the
             caller (a 4xx such as ``ValidationError("...")``): its status, code,
             title and message, shown to the client as is. ``None`` otherwise.
+        storage_change: Bytes and files the call added to the tenant's
+            storage (negative: removed) that the gateway's counters have not
+            seen: a worker in another process (a Modal container) counts its
+            writes in a ledger of its own and reports the net change here,
+            for the gateway to apply. ``None`` when there is nothing to apply
+            (local calls count in the records database directly).
     """
 
     value: Any = None
@@ -53,6 +59,7 @@ class Envelope:
     gpu_type: str | None = None
     gpu_count: int = 0
     problem: dict[str, Any] | None = None
+    storage_change: tuple[int, int] | None = None
 
     @property
     def ok(self) -> bool:
