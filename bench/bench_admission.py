@@ -7,8 +7,8 @@ Run: ``.venv/bin/python bench/bench_admission.py [--rounds 7] [--per-round 1500]
 dropped at the end.
 
 Each database is filled so its tables and indexes have their full size: per
-tenant, a GCRA state (TAT and interval), one long-lived lease and a usage
-total for today. A round times ``per-round`` calls of ``Admission.admit`` for
+tenant, its tenant row, a GCRA state (TAT and interval), one long-lived
+lease and a usage total for today. A round times ``per-round`` calls of ``Admission.admit`` for
 random tenants (every call is admitted: a decision that writes, the costlier
 path), releasing each ticket outside the timing. Rounds alternate between the
 10-tenant and the 100,000-tenant database so both see the same machine load.
@@ -54,6 +54,9 @@ def populate(db: Database, tenants: int) -> None:
         f"INSERT INTO limiter_state SELECT 'rate:t' || n || ':interval', {interval} FROM seq",
         "INSERT INTO leases SELECT 'held-' || n, 't' || n, 0.0, 1e15 FROM seq",
         f"INSERT INTO usage_daily SELECT 't' || n, '{today}', 'f', 1, 0, 1.0, 0.0, 0, 0 FROM seq",
+        # Admission checks the tenant row (exists, active)
+        "INSERT INTO tenants (id, name, tier, status, created_at, updated_at)"
+        " SELECT 't' || n, 't' || n, 'bench', 'active', 0.0, 0.0 FROM seq",
     ]
     with db.transaction() as tx:
         cur = tx._cur  # type: ignore[attr-defined]  # bulk load; not part of the API

@@ -75,6 +75,13 @@ def populate(db: Database, tenants: int) -> None:
                 n=tenants, table="leases", columns=f"'seed-' || n, 't' || n, 0.0, {FAR}"
             )
         )
+        cur.execute(  # tenant rows: Admission checks the tenant exists and is active
+            POPULATE.format(
+                n=tenants,
+                table="tenants",
+                columns="'t' || n, 't' || n, 'bench', 'active', NULL, NULL, 0.0, 0.0",
+            )
+        )
 
 
 def txn(db: Database, tenants: int, rng: random.Random) -> Callable[[], None]:

@@ -35,7 +35,7 @@ from tenantkit.db import Database, open_database
 from tenantkit.errors import ConcurrencyLimitExceeded, RateLimitExceeded
 from tenantkit.limits import Admission, Ticket, limiter_key
 from tests.conftest import BACKENDS, POSTGRES_URL
-from tests.dbutil import url_of
+from tests.dbutil import add_tenants, url_of
 
 TENANT = "acme"
 MICROS = 1_000_000
@@ -72,6 +72,7 @@ class LimiterMachine(RuleBasedStateMachine):
             self.db = fresh_postgres_database(POSTGRES_URL)
         # a second "process": its own connections to the same records
         self.other: Database = open_database(url_of(self.db), migrate=False)
+        add_tenants(self.db, TENANT)
         clock = self.clock
         self.gateways = [Admission(self.db, clock=clock), Admission(self.other, clock=clock)]
         self.tat_us: int | None = None  # reference GCRA state

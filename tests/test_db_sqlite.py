@@ -89,3 +89,23 @@ def test_the_database_files_are_private(tmp_path: Path) -> None:
             assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
     finally:
         db.close()
+
+
+def test_the_data_folder_it_creates_is_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)  # the usual umask: a plain mkdir would give 0755
+    try:
+        data_dir = tmp_path / "project" / ".tenantkit"
+        db = open_database(f"sqlite:///{data_dir / 'tenantkit.db'}")
+        db.close()
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE((tmp_path / "project").stat().st_mode) == 0o755  # parents: default
+
+        shared = tmp_path / "shared"  # a folder that already exists keeps its mode
+        shared.mkdir(mode=0o755)
+        open_database(f"sqlite:///{shared / 'records.db'}").close()
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+    finally:
+        os.umask(old)

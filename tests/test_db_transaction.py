@@ -14,7 +14,7 @@ from tenantkit.db import (
     UsageEvent,
     UsageTotals,
 )
-from tenantkit.db.sql import utc_day
+from tenantkit.db.sql import tombstone_id, utc_day
 from tenantkit.errors import (
     DatabaseError,
     KeyNotFound,
@@ -126,7 +126,7 @@ def test_update_tenant_refuses_unknown_fields_and_tenants(database: Database) ->
         tx.update_tenant("nobody", now=T0, tier="pro")
 
 
-def test_delete_tenant_removes_its_records_but_not_usage(database: Database) -> None:
+def test_delete_tenant_removes_its_records_and_archives_its_usage(database: Database) -> None:
     with database.transaction() as tx:
         tx.create_tenant(tenant())
         tx.create_tenant(tenant("other"))
@@ -140,8 +140,10 @@ def test_delete_tenant_removes_its_records_but_not_usage(database: Database) -> 
         tx.set_storage_usage(StorageUsage("acme-corp", 10, 1))
         tx.record_usage([event("r1")])
     with database.transaction() as tx:
-        assert tx.delete_tenant("acme-corp") is True
-        assert tx.delete_tenant("acme-corp") is False
+        tx.set_gauge("acme-corp", "2026-01-01", "storage_bytes", 10)
+    with database.transaction() as tx:
+        assert tx.delete_tenant("acme-corp", now=T0 + 60) is True
+        assert tx.delete_tenant("acme-corp", now=T0 + 60) is False
     with database.transaction() as tx:
         assert tx.get_tenant("acme-corp") is None
         assert tx.get_key("k1") is None
@@ -152,7 +154,18 @@ def test_delete_tenant_removes_its_records_but_not_usage(database: Database) -> 
         assert tx.lock_limiter("rate:other") == T0
         assert tx.active_leases("acme-corp", T0) == 0
         assert tx.storage_usage("acme-corp") == StorageUsage("acme-corp", 0, 0)
-        assert tx.count_usage_events("acme-corp") == 1
+        # usage is kept for billing under the tombstone, and no longer the id's
+        archived = tombstone_id("acme-corp", T0 + 60)
+        assert archived == "acme-corp~deleted-1767225660"
+        assert tx.count_usage_events("acme-corp") == 0
+        assert tx.usage_totals("acme-corp", "2026-01-01", "2026-01-01") == {}
+        assert tx.gauges("acme-corp", "2026-01-01", "2026-01-01") == {}
+        assert tx.count_usage_events(archived) == 1
+        assert (
+            tx.usage_totals(archived, "2026-01-01", "2026-01-01")["2026-01-01"]["embed"].requests
+            == 1
+        )
+        assert tx.gauges(archived, "2026-01-01", "2026-01-01") == {"storage_bytes": 10}
 
 
 def test_failed_transaction_rolls_back(database: Database) -> None:
@@ -426,3 +439,94 @@ def test_database_basics(database: Database) -> None:
     assert database.ping() is True
     assert database.schema_version() == database.migrate() >= 1
     assert database.backend in {"sqlite", "postgres"}
+
+
+def test_a_recreated_tenant_starts_with_no_usage(database: Database) -> None:
+    """The old tenant's usage is archived, late events of it never reach the new one."""
+    deleted_at = T0 + 100
+    with database.transaction() as tx:
+        tx.create_tenant(tenant())
+        tx.record_usage([event("old-1")])
+        tx.set_gauge("acme-corp", utc_day(T0), "storage_bytes", 5)
+    with database.transaction() as tx:
+        assert tx.delete_tenant("acme-corp", now=deleted_at)
+    archived = tombstone_id("acme-corp", deleted_at)
+    with database.transaction() as tx:  # a call in flight at deletion is metered now
+        assert tx.record_usage([event("old-2", started_at=T0 + 90)]) == 1
+    with database.transaction() as tx:
+        tx.create_tenant(tenant(created_at=T0 + 200, updated_at=T0 + 200))
+        assert tx.count_usage_events("acme-corp") == 0
+        assert tx.compute_seconds_on("acme-corp", utc_day(T0)) == 0
+        assert tx.gauges("acme-corp", utc_day(T0), utc_day(T0)) == {}
+    with database.transaction() as tx:  # one more late event, and the new tenant's first
+        new = tx.record_usage(
+            [event("old-3", started_at=T0 + 95), event("new-1", started_at=T0 + 250)]
+        )
+        assert new == 2
+    with database.transaction() as tx:
+        assert [e.request_id for e in tx.usage_events("acme-corp", T0, T0 + DAY)] == ["new-1"]
+        assert tx.compute_seconds_on("acme-corp", utc_day(T0)) == 1.25
+        old = tx.usage_events(archived, T0, T0 + DAY)
+        assert [e.request_id for e in old] == ["old-1", "old-2", "old-3"]
+        assert {e.tenant_id for e in old} == {archived}
+        assert (
+            tx.usage_totals(archived, utc_day(T0), utc_day(T0))[utc_day(T0)]["embed"].requests == 3
+        )
+        assert tx.gauges(archived, utc_day(T0), utc_day(T0)) == {"storage_bytes": 5}
+
+
+def test_deleting_an_id_twice_in_one_second_merges_its_archive(database: Database) -> None:
+    for n in range(2):
+        with database.transaction() as tx:
+            tx.create_tenant(tenant())
+            tx.record_usage([event(f"r{n}")])
+            assert tx.delete_tenant("acme-corp", now=T0 + 30.5 + n * 0.25)
+    archived = tombstone_id("acme-corp", T0 + 30)
+    with database.transaction() as tx:
+        totals = tx.usage_totals(archived, utc_day(T0), utc_day(T0))[utc_day(T0)]["embed"]
+        assert (totals.requests, totals.compute_seconds) == (2, 2.5)
+        assert tx.count_usage_events(archived) == 2
+
+
+def test_late_usage_with_no_archive_yet_goes_to_the_new_tenants_creation_time(
+    database: Database,
+) -> None:
+    with database.transaction() as tx:  # recorded while no tenant holds the id
+        tx.record_usage([event("orphan", started_at=T0 + 5)])
+        tx.create_tenant(tenant(created_at=T0 + 10, updated_at=T0 + 10))
+        assert tx.count_usage_events("acme-corp") == 0
+        assert tx.count_usage_events(tombstone_id("acme-corp", T0 + 10)) == 1
+
+
+def test_tombstones_are_no_tenant_id() -> None:
+    from tenantkit.config import validate_tenant_id
+    from tenantkit.errors import InvalidTenantId
+
+    with pytest.raises(InvalidTenantId):
+        validate_tenant_id(tombstone_id("acme-corp", T0))
+    assert tombstone_id("a1", 5) < tombstone_id("a1", 1e9)  # the latest sorts last
+
+
+def test_lock_tenant_reads_the_status(database: Database) -> None:
+    with database.transaction() as tx:
+        tx.create_tenant(tenant())
+        assert tx.lock_tenant("acme-corp") == "active"
+        tx.update_tenant("acme-corp", now=T0, status="suspended")
+        assert tx.lock_tenant("acme-corp") == "suspended"
+        assert tx.lock_tenant("nobody") is None
+
+
+def test_count_leases_skips_expired_without_deleting(database: Database) -> None:
+    with database.transaction() as tx:
+        tx.add_lease(Lease("a", "acme-corp", T0, T0 + 10))
+        tx.add_lease(Lease("b", "acme-corp", T0, T0 + 100))
+        tx.add_lease(Lease("c", "other", T0, T0 + 5))
+    with database.transaction() as tx:
+        assert tx.count_leases("acme-corp", T0 + 50) == 1
+        assert tx.count_leases("acme-corp", T0 + 5) == 2
+    with database.transaction() as tx:
+        assert tx.remove_lease("a")  # still stored: count_leases deleted nothing
+        tx.add_lease(Lease("a", "acme-corp", T0, T0 + 10))
+        assert tx.active_leases("acme-corp", T0 + 50) == 1  # deletes the expired one
+        assert not tx.remove_lease("a")
+        assert tx.active_leases("other", T0) == 1

@@ -14,10 +14,12 @@ from tenantkit.config import DEFAULT_TIERS, Tier
 from tenantkit.db import Database, UsageEvent
 from tenantkit.db.sql import utc_day
 from tenantkit.errors import (
+    AuthenticationError,
     ConcurrencyLimitExceeded,
     DatabaseUnavailable,
     QuotaExceeded,
     RateLimitExceeded,
+    TenantSuspended,
 )
 from tenantkit.limits import (
     Admission,
@@ -28,6 +30,7 @@ from tenantkit.limits import (
     rate_limit_headers,
     seconds_to_utc_midnight,
 )
+from tests.dbutil import add_tenants
 
 NOON = datetime(2026, 12, 4, 12, 0, tzinfo=UTC).timestamp()
 FREE = DEFAULT_TIERS["free"]  # 100/hour, burst 20, 5 concurrent, 3600 s/day
@@ -50,6 +53,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def admission(database: Database, clock: Clock) -> Admission:
+    add_tenants(database, "acme", "globex")
     return Admission(database, clock=clock)
 
 
@@ -200,6 +204,7 @@ def test_daily_compute_quota(database: Database, admission: Admission, clock: Cl
 def test_quota_counts_compute_not_yet_stored(database: Database, clock: Clock) -> None:
     tier = Tier("q", 10_000, 1_000, 100, 60, 1, 1)
     buffered = {"acme": 60.0}
+    add_tenants(database, "acme", "globex")
     admission = Admission(database, clock=clock, pending_compute=lambda t: buffered.get(t, 0.0))
     with pytest.raises(QuotaExceeded):
         admission.admit("acme", tier)
@@ -259,6 +264,7 @@ def test_fail_open_does_not_hide_other_errors(database: Database) -> None:
     def broken(_: str) -> float:
         raise RuntimeError("bug")
 
+    add_tenants(database, "acme", "globex")
     admission = Admission(database, fail_open=True, pending_compute=broken)
     with pytest.raises(RuntimeError, match="bug"):
         admission.admit("acme", FREE)
@@ -383,6 +389,7 @@ def test_leases_are_exact(
     clock = Clock()
     admission = Admission(database, clock=clock)
     tenant = f"t-{uuid.uuid4()}"
+    add_tenants(database, tenant)
     held: list[tuple[Ticket, float]] = []  # (ticket, expires_at)
     for op, value in ops:
         live = [(t, exp) for t, exp in held if exp > clock.now]
@@ -399,3 +406,73 @@ def test_leases_are_exact(
             admission.release(ticket)
         else:
             clock.now += value
+
+
+def stored_state(database: Database, tenant_id: str) -> tuple[float | None, int]:
+    with database.transaction() as tx:
+        return tx.lock_limiter(limiter_key(tenant_id)), tx.count_leases(tenant_id, 0.0)
+
+
+def test_a_deleted_or_suspended_tenant_is_refused_and_nothing_is_written(
+    database: Database, admission: Admission, clock: Clock
+) -> None:
+    with database.transaction() as tx:
+        tx.delete_tenant("acme", now=clock.now)
+    with pytest.raises(AuthenticationError):
+        admission.admit("acme", ROOMY)
+    assert stored_state(database, "acme") == (None, 0)
+
+    with database.transaction() as tx:
+        tx.update_tenant("globex", now=clock.now, status="suspended")
+    with pytest.raises(TenantSuspended):
+        admission.admit("globex", ROOMY)
+    assert stored_state(database, "globex") == (None, 0)
+
+
+def test_admit_many_returns_tenant_refusals_in_place(
+    database: Database, admission: Admission, clock: Clock
+) -> None:
+    add_tenants(database, "initech")
+    with database.transaction() as tx:
+        tx.delete_tenant("acme", now=clock.now)
+        tx.update_tenant("globex", now=clock.now, status="suspended")
+    results = admission.admit_many(
+        [("acme", ROOMY, 1, 60), ("initech", ROOMY, 1, 60), ("globex", ROOMY, 1, 60)]
+    )
+    assert isinstance(results[0], AuthenticationError)
+    assert isinstance(results[1], Ticket)
+    assert isinstance(results[2], TenantSuspended)
+    assert stored_state(database, "acme") == (None, 0)
+    assert stored_state(database, "globex") == (None, 0)
+    assert stored_state(database, "initech")[1] == 1
+
+
+def test_an_admission_holding_the_tenant_orders_a_deletion_after_it(
+    database: Database, clock: Clock
+) -> None:
+    """Whichever commits first, a deleted tenant keeps no limiter row and no lease."""
+    import threading
+
+    from tenantkit.db import Lease
+
+    add_tenants(database, "acme")
+    deleted = threading.Event()
+
+    def delete() -> None:
+        with database.transaction() as tx:
+            tx.delete_tenant("acme", now=clock.now)
+        deleted.set()
+
+    with database.transaction() as tx:  # an admission's transaction, mid-way
+        assert tx.lock_tenant("acme") == "active"
+        deleter = threading.Thread(target=delete)
+        deleter.start()
+        assert not deleted.wait(0.3)  # the deletion waits for this admission
+        tx.set_limiter(limiter_key("acme"), clock.now)
+        tx.add_lease(Lease("late", "acme", clock.now, clock.now + 60))
+    deleter.join(timeout=30)
+    assert deleted.is_set()
+    assert stored_state(database, "acme") == (None, 0)
+    with pytest.raises(AuthenticationError):
+        Admission(database, clock=clock).admit("acme", ROOMY)
+    assert stored_state(database, "acme") == (None, 0)

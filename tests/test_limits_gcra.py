@@ -16,6 +16,7 @@ from tenantkit.db import Database
 from tenantkit.errors import RateLimitExceeded
 from tenantkit.limits import GCRA, Admission
 from tenantkit.limits.gcra import HOUR_US, MICROS
+from tests.dbutil import add_tenants
 
 BASE_US = 1_764_800_000 * MICROS  # a realistic UNIX time, in microseconds
 
@@ -139,6 +140,7 @@ def test_admission_keeps_the_bound_through_the_database(
     clock = FakeClock()
     admission = Admission(database, clock=clock)
     tenant_id = f"t-{uuid.uuid4()}"  # a fresh tenant per example: the database persists
+    add_tenants(database, tenant_id)
     admitted: list[tuple[int, int]] = []
     for gap, cost in sequence:
         clock.us += gap

@@ -11,7 +11,7 @@ from tenantkit.config import Tier
 from tenantkit.db import Database, open_database
 from tenantkit.errors import RateLimitExceeded
 from tenantkit.limits import Admission
-from tests.dbutil import url_of
+from tests.dbutil import add_tenants, url_of
 
 # One request an hour with a burst of 7: over a test that lasts seconds, the
 # bound burst + floor(W / T) is exactly the burst, whatever the real clock says.
@@ -40,6 +40,7 @@ def hammer(url: str, start: Any, results: Any) -> None:
 
 @pytest.mark.slow
 def test_processes_never_admit_beyond_the_burst(database: Database) -> None:
+    add_tenants(database, "free-tenant")
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(PROCESSES)
     results = ctx.Queue()

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import math
+import os
+import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 from tenantkit.cli import main
 from tenantkit.db import Database, StorageUsage, UsageEvent, open_database
+from tenantkit.db.sql import utc_day
 from tenantkit.errors import ValidationError
 from tenantkit.metering import PriceTable, UsageMeter, report_csv, usage_report
 from tenantkit.metering.report import money
@@ -247,16 +250,19 @@ def local_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     assert result.exit_code == 0, result.output
     db = open_database(f"sqlite:///{tmp_path / '.tenantkit' / 'tenantkit.db'}")
+    started = time.time()  # after the tenant's creation: earlier usage is another tenant's
     with db.transaction() as tx:
-        tx.record_usage([UsageEvent("a", "acme", "embed", 200, DAY + 60, DAY + 61, 1.5)])
+        tx.record_usage([UsageEvent("a", "acme", "embed", 200, started, started + 1, 1.5)])
     db.close()
+    monkeypatch.setenv("TEST_USAGE_DAY", utc_day(started))
     return tmp_path
 
 
 @pytest.mark.usefixtures("local_project")
 def test_cli_usage_show_formats() -> None:
     runner = CliRunner()
-    base = ["usage", "show", "--tenant-id", "acme", "--date", "2026-12-04"]
+    day = os.environ["TEST_USAGE_DAY"]
+    base = ["usage", "show", "--tenant-id", "acme", "--date", day]
     as_json = runner.invoke(main, [*base, "--json"])
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.output)["totals"]["compute_seconds"] == 1.5
@@ -272,7 +278,7 @@ def test_cli_usage_show_formats() -> None:
     assert "embed" in table.output
     assert "Estimated cost" in table.output
 
-    month = runner.invoke(main, [*base[:-2], "--period", "month", "--date", "2026-12", "--json"])
+    month = runner.invoke(main, [*base[:-2], "--period", "month", "--date", day[:7], "--json"])
     assert json.loads(month.output)["totals"]["requests"] == 1
 
 

@@ -6,10 +6,13 @@ change applies to the very next request (other processes follow within
 ``settings.auth_cache_ttl``).
 
 Deleting a tenant removes its records (keys, limiter state, leases, storage
-counters) and then its files; creating a tenant removes any local files an
-earlier tenant of the same id left behind (a call still running when it was
-deleted may have written some). So an id used again starts with nothing of the old
-tenant's: no key verifies for it, no limit is carried over, no file is seen.
+counters), archives its usage under ``<id>~deleted-<seconds>`` (kept for
+billing, read by no tenant) and then removes its files; creating a tenant
+removes any local files an earlier tenant of the same id left behind (a call
+still running when it was deleted may have written some), and that call's
+usage, metered later, goes to the archive too. So an id used again starts with
+nothing of the old tenant's: no key verifies for it, no limit is carried over,
+no usage is shown or counted against its quota, no file is seen.
 
 Example:
     >>> from tenantkit.auth import KeyManager
@@ -219,11 +222,12 @@ class TenantService:
         return self._update(tenant_id, actor, "tenant.resume", changes, "status")
 
     def delete(self, tenant_id: str, *, actor: str = "cli") -> None:
-        """Delete a tenant with its keys, limiter state, leases and files
-        (usage history stays).
+        """Delete a tenant with its keys, limiter state, leases and files.
 
         The records go first, in one transaction, so no key of the tenant
-        verifies any more; then its files are removed.
+        verifies any more; its usage history is archived in that transaction
+        under ``tombstone_id(tenant_id, now)`` (billing exports keep it; a new
+        tenant of the same id never sees it); then its files are removed.
 
         Raises:
             TenantNotFound.
@@ -233,7 +237,7 @@ class TenantService:
         validate_tenant_id(tenant_id)
         try:
             with self.db.transaction() as tx:
-                if not tx.delete_tenant(tenant_id):
+                if not tx.delete_tenant(tenant_id, now=self.clock()):
                     raise TenantNotFound(f"tenant {tenant_id!r} not found")
                 self._audit(tx, actor, "tenant.delete", tenant_id)
         finally:

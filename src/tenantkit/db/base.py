@@ -194,7 +194,12 @@ class Transaction(Protocol):
 
     # tenants
     def create_tenant(self, tenant: Tenant) -> None:
-        """Insert a tenant. Raises ``TenantAlreadyExists``."""
+        """Insert a tenant. Raises ``TenantAlreadyExists``.
+
+        Usage stored under the id while no tenant held it (events of a deleted
+        tenant metered after its deletion) is archived first, as
+        ``delete_tenant`` does, so the new tenant starts with none.
+        """
 
     def get_tenant(self, tenant_id: str) -> Tenant | None: ...
 
@@ -207,8 +212,20 @@ class Transaction(Protocol):
         Raises ``TenantNotFound``.
         """
 
-    def delete_tenant(self, tenant_id: str) -> bool:
-        """Delete a tenant with its keys, limiter state and leases (usage stays)."""
+    def delete_tenant(self, tenant_id: str, *, now: float | None = None) -> bool:
+        """Delete a tenant with its keys, limiter state, leases and storage counters.
+
+        Its usage (events, daily totals, gauges) is archived, not deleted: moved
+        to the id ``tombstone_id(tenant_id, now)`` (``<id>~deleted-<seconds>``,
+        which no tenant id can equal) for billing, so a tenant created later
+        with the same id starts with no usage. ``now`` defaults to the wall
+        clock. Returns whether the tenant existed (nothing changes if not).
+        """
+
+    def lock_tenant(self, tenant_id: str) -> TenantStatus | None:
+        """The tenant's status (``None``: no such tenant), holding the row so it
+        cannot be deleted before this transaction ends (PostgreSQL ``FOR KEY
+        SHARE``; SQLite's write transaction holds the whole database)."""
 
     def count_tenants(self) -> int: ...
 
@@ -232,7 +249,13 @@ class Transaction(Protocol):
 
     # concurrency leases
     def active_leases(self, tenant_id: str, now: float) -> int:
-        """Delete the tenant's expired leases and count the rest."""
+        """Count the tenant's unexpired leases, deleting its expired ones (if any).
+
+        Takes the tenant's lease lock (PostgreSQL advisory) first.
+        """
+
+    def count_leases(self, tenant_id: str, now: float) -> int:
+        """Count the tenant's unexpired leases (same lock, never deletes)."""
 
     def add_lease(self, lease: Lease) -> None: ...
 
@@ -241,7 +264,13 @@ class Transaction(Protocol):
     # usage
     def record_usage(self, events: Iterable[UsageEvent]) -> int:
         """Insert events not seen before (by request id) and add them to the daily
-        totals. Returns how many were new."""
+        totals. Returns how many were new.
+
+        An event that started before the tenant now holding its id was created
+        belongs to an earlier, deleted tenant of that id: it is stored under
+        that tenant's latest tombstone (see ``delete_tenant``), never counted
+        for the current one.
+        """
 
     def usage_events(
         self, tenant_id: str, start: float, end: float, *, limit: int | None = None

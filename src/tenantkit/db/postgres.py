@@ -57,6 +57,10 @@ class PostgresTransaction(SQLTransaction):
             different schemas of one database never wait for each other.
     """
 
+    # Holds the tenant row against a concurrent DELETE (not against a status
+    # UPDATE) until the transaction ends; delete_tenant deletes the row first.
+    _key_share = " FOR KEY SHARE"
+
     def __init__(self, cursor: Cursor, placeholder: str = "%s", lock_namespace: str = "") -> None:
         super().__init__(cursor, placeholder)
         self._lock_namespace = lock_namespace

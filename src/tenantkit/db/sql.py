@@ -18,8 +18,9 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from tenantkit.db.base import (
     TABLES,
@@ -28,6 +29,7 @@ from tenantkit.db.base import (
     Lease,
     StorageUsage,
     Tenant,
+    TenantStatus,
     UsageEvent,
     UsageTotals,
 )
@@ -36,9 +38,11 @@ from tenantkit.errors import KeyNotFound, TenantAlreadyExists, TenantNotFound
 __all__ = [
     "MIGRATIONS",
     "PRIMARY_KEYS",
+    "TOMBSTONE_MARK",
     "Cursor",
     "SQLDatabase",
     "SQLTransaction",
+    "tombstone_id",
     "utc_day",
 ]
 
@@ -99,8 +103,35 @@ _EVENT_COLS = (
     " gpu_type, gpu_count, gpu_seconds, bytes_in, bytes_out"
 )
 _TOTAL_COLS = "requests, errors, compute_seconds, gpu_seconds, bytes_in, bytes_out"
+_ADD_TOTALS = (
+    "ON CONFLICT (tenant_id, day, function) DO UPDATE"
+    " SET requests = usage_daily.requests + excluded.requests,"
+    " errors = usage_daily.errors + excluded.errors,"
+    " compute_seconds = usage_daily.compute_seconds + excluded.compute_seconds,"
+    " gpu_seconds = usage_daily.gpu_seconds + excluded.gpu_seconds,"
+    " bytes_in = usage_daily.bytes_in + excluded.bytes_in,"
+    " bytes_out = usage_daily.bytes_out + excluded.bytes_out"
+)
 _IDENTIFIER = re.compile(r"[a-z_]{1,40}")
 _TENANT_FIELDS = frozenset({"name", "tier", "status", "email", "suspended_reason"})
+
+
+TOMBSTONE_MARK = "~deleted-"
+"""Between a deleted tenant's id and its deletion time in the id its usage is archived under."""
+
+
+def tombstone_id(tenant_id: str, deleted_at: float) -> str:
+    """The id a deleted tenant's usage is kept under: ``<id>~deleted-<UNIX seconds>``.
+
+    ``~`` is never part of a tenant id, so no tenant can ever read it as its
+    own; the seconds are zero-padded to 10 digits so the latest tombstone of
+    an id sorts last.
+
+    Example:
+        >>> tombstone_id("acme", 1_700_000_000.5)
+        'acme~deleted-1700000000'
+    """
+    return f"{tenant_id}{TOMBSTONE_MARK}{max(0, int(deleted_at)):010d}"
 
 
 def utc_day(ts: float) -> str:
@@ -162,6 +193,9 @@ class SQLTransaction:
         placeholder: The driver's parameter marker (``?`` or ``%s``).
     """
 
+    _key_share = ""
+    """Appended to ``lock_tenant``'s SELECT (PostgreSQL: `` FOR KEY SHARE``)."""
+
     def __init__(self, cursor: Cursor, placeholder: str = "?") -> None:
         self._cur = cursor
         self._placeholder = placeholder
@@ -198,6 +232,10 @@ class SQLTransaction:
         )
         if cur.rowcount != 1:
             raise TenantAlreadyExists(f"tenant {tenant.id!r} already exists")
+        if self._has_usage(tenant.id):
+            # Usage stored under the bare id while no tenant had it: late events
+            # of a deleted tenant. Never the new tenant's.
+            self._archive_usage(tenant.id, self._tombstone_for(tenant.id, tenant.created_at))
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
         row = self._exec(
@@ -228,7 +266,11 @@ class SQLTransaction:
             raise TenantNotFound(f"tenant {tenant_id!r} not found")
         return _tenant(row)
 
-    def delete_tenant(self, tenant_id: str) -> bool:
+    def delete_tenant(self, tenant_id: str, *, now: float | None = None) -> bool:
+        # The tenant row goes first: on PostgreSQL its row lock then orders this
+        # deletion against any admission holding the row (``lock_tenant``).
+        if self._exec("DELETE FROM tenants WHERE id = ?", (tenant_id,)).rowcount != 1:
+            return False
         for table, column in (
             ("api_keys", "tenant_id"),
             ("leases", "tenant_id"),
@@ -241,7 +283,58 @@ class SQLTransaction:
             "DELETE FROM limiter_state WHERE key = ? OR key LIKE ? ESCAPE '\\'",
             (f"rate:{tenant_id}", prefix + "%"),
         )
-        return self._exec("DELETE FROM tenants WHERE id = ?", (tenant_id,)).rowcount == 1
+        self._archive_usage(tenant_id, tombstone_id(tenant_id, time.time() if now is None else now))
+        return True
+
+    def lock_tenant(self, tenant_id: str) -> TenantStatus | None:
+        row = self._exec(
+            f"SELECT status FROM tenants WHERE id = ?{self._key_share}", (tenant_id,)
+        ).fetchone()
+        return None if row is None else cast("TenantStatus", row[0])
+
+    def _has_usage(self, tenant_id: str) -> bool:
+        for table in ("usage_daily", "usage_events", "usage_gauges"):
+            sql = f"SELECT 1 FROM {table} WHERE tenant_id = ? LIMIT 1"
+            if self._exec(sql, (tenant_id,)).fetchone() is not None:
+                return True
+        return False
+
+    def _tombstone_for(self, tenant_id: str, fallback: float) -> str:
+        """The latest tombstone of ``tenant_id``; else the one at ``fallback``."""
+        low = f"{tenant_id}{TOMBSTONE_MARK}"
+        row = self._exec(
+            "SELECT MAX(tenant_id) FROM usage_daily WHERE tenant_id > ? AND tenant_id < ?",
+            (low, low[:-1] + chr(ord(low[-1]) + 1)),
+        ).fetchone()
+        return (
+            str(row[0])
+            if row is not None and row[0] is not None
+            else tombstone_id(tenant_id, fallback)
+        )
+
+    def _archive_usage(self, tenant_id: str, tombstone: str) -> None:
+        """Move the usage stored under ``tenant_id`` to ``tombstone`` (merging totals).
+
+        Totals move as ``DELETE ... RETURNING`` gives them, so an increment a
+        concurrent flush commits meanwhile is moved, not lost (PostgreSQL
+        re-reads a row whose update it waited for); events that flush inserts
+        stay under the bare id and are archived when the id is created again.
+        """
+        self._exec(
+            "UPDATE usage_events SET tenant_id = ? WHERE tenant_id = ?", (tombstone, tenant_id)
+        )
+        daily = self._exec(
+            f"DELETE FROM usage_daily WHERE tenant_id = ? RETURNING day, function, {_TOTAL_COLS}",
+            (tenant_id,),
+        ).fetchall()
+        for day, function, *totals in sorted(daily):
+            self._add_daily(tombstone, day, function, _totals(totals))
+        gauges = self._exec(
+            "DELETE FROM usage_gauges WHERE tenant_id = ? RETURNING day, name, value",
+            (tenant_id,),
+        ).fetchall()
+        for day, name, value in sorted(gauges):
+            self.set_gauge(tombstone, day, name, float(value))
 
     # -- api keys -------------------------------------------------------------
 
@@ -303,9 +396,23 @@ class SQLTransaction:
 
     def active_leases(self, tenant_id: str, now: float) -> int:
         self._lock(f"leases:{tenant_id}")
-        self._exec("DELETE FROM leases WHERE tenant_id = ? AND expires_at <= ?", (tenant_id, now))
-        row = self._exec("SELECT COUNT(*) FROM leases WHERE tenant_id = ?", (tenant_id,))
-        return int(row.fetchone()[0])
+        total, active = self._exec(
+            "SELECT COUNT(*), COUNT(CASE WHEN expires_at > ? THEN 1 END) FROM leases"
+            " WHERE tenant_id = ?",
+            (now, tenant_id),
+        ).fetchone()
+        if int(total) > int(active):  # only when some lease lapsed (a crashed caller)
+            self._exec(
+                "DELETE FROM leases WHERE tenant_id = ? AND expires_at <= ?", (tenant_id, now)
+            )
+        return int(active)
+
+    def count_leases(self, tenant_id: str, now: float) -> int:
+        self._lock(f"leases:{tenant_id}")
+        row = self._exec(
+            "SELECT COUNT(*) FROM leases WHERE tenant_id = ? AND expires_at > ?", (tenant_id, now)
+        ).fetchone()
+        return int(row[0])
 
     def add_lease(self, lease: Lease) -> None:
         self._exec(
@@ -321,9 +428,20 @@ class SQLTransaction:
     def record_usage(self, events: Iterable[UsageEvent]) -> int:
         daily: dict[tuple[str, str, str], UsageTotals] = defaultdict(UsageTotals)
         new = 0
+        created: dict[str, float | None] = {}
+        archives: dict[str, str] = {}
         # One global order (request id, then day row) so concurrent batches that
         # overlap take their row locks in the same order and cannot deadlock.
         for e in sorted(events, key=lambda event: event.request_id):
+            if e.tenant_id not in created:
+                created[e.tenant_id] = self._created_at(e.tenant_id)
+            since = created[e.tenant_id]
+            if since is not None and e.started_at < since:
+                # A call of an earlier tenant of this id, metered after that tenant
+                # was deleted: kept with its archived usage, never the new tenant's.
+                if e.tenant_id not in archives:
+                    archives[e.tenant_id] = self._tombstone_for(e.tenant_id, since)
+                e = replace(e, tenant_id=archives[e.tenant_id])
             cur = self._exec(
                 f"INSERT INTO usage_events ({_EVENT_COLS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
@@ -359,16 +477,14 @@ class SQLTransaction:
             self._add_daily(tenant_id, day, function, t)
         return new
 
+    def _created_at(self, tenant_id: str) -> float | None:
+        row = self._exec("SELECT created_at FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
+        return None if row is None else float(row[0])
+
     def _add_daily(self, tenant_id: str, day: str, function: str, t: UsageTotals) -> None:
         self._exec(
             f"INSERT INTO usage_daily (tenant_id, day, function, {_TOTAL_COLS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, day, function) DO UPDATE"
-            " SET requests = usage_daily.requests + excluded.requests,"
-            " errors = usage_daily.errors + excluded.errors,"
-            " compute_seconds = usage_daily.compute_seconds + excluded.compute_seconds,"
-            " gpu_seconds = usage_daily.gpu_seconds + excluded.gpu_seconds,"
-            " bytes_in = usage_daily.bytes_in + excluded.bytes_in,"
-            " bytes_out = usage_daily.bytes_out + excluded.bytes_out",
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) {_ADD_TOTALS}",
             (
                 tenant_id,
                 day,

@@ -38,7 +38,7 @@ class SQLiteDatabase(SQLDatabase):
         self._memory = path == ":memory:"
         self.path = Path(path)
         if not self._memory:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _make_private_dir(self.path.parent)
             _create_private(self.path)
         self._busy_timeout = busy_timeout
         self._local = threading.local()
@@ -137,6 +137,18 @@ class _NoLock:
 
 
 _NO_LOCK = _NoLock()
+
+
+def _make_private_dir(folder: Path) -> None:
+    """Create the database's folder (the data dir) readable by its owner only.
+
+    Missing parents above it get the default mode; a folder that already
+    exists keeps its mode.
+    """
+    if folder.is_dir():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def _create_private(path: Path) -> None:

@@ -3,8 +3,13 @@
 One decision is one write transaction on the records database, so it is exact
 across threads and processes sharing that database (SQLite takes its write
 lock at ``BEGIN IMMEDIATE``; PostgreSQL takes a transaction-scoped advisory
-lock on the tenant's limiter key, which works before the row exists). Inside it, in this order:
+lock on the tenant's limiter key, which works before the limiter row exists).
+Inside it, in this order:
 
+0. **tenant**: the tenant row must still exist and be active (a primary-key
+   lookup that also holds the row against a concurrent deletion on
+   PostgreSQL), so a call whose key was verified just before its tenant was
+   deleted or suspended writes no limiter state or lease afterwards;
 1. **rate** (GCRA, see :mod:`tenantkit.limits.gcra`): the tier's
    ``requests_per_hour`` with bursts of ``burst``; a batch of ``n`` costs ``n``;
 2. **daily compute quota**: compute seconds recorded for the tenant on the
@@ -25,7 +30,10 @@ in requests: 20 used of free's burst of 20 leaves 80 of pro's 100 at once.
 Example:
     >>> from tenantkit.config import Tier
     >>> from tenantkit.db import open_database
+    >>> from tenantkit.db import Tenant
     >>> db = open_database("sqlite:///:memory:")
+    >>> with db.transaction() as tx:
+    ...     tx.create_tenant(Tenant("acme", "Acme", "tiny", "active", 0.0, 0.0))
     >>> tier = Tier("tiny", requests_per_hour=60, burst=2, max_concurrent=5,
     ...             compute_seconds_per_day=10, storage_bytes=1, max_files=1)
     >>> admission = Admission(db, clock=lambda: 1_000.0)
@@ -48,11 +56,14 @@ from tenantkit.config import Tier
 from tenantkit.db import Database, Lease, Transaction
 from tenantkit.db.sql import utc_day
 from tenantkit.errors import (
+    AuthenticationError,
     ConcurrencyLimitExceeded,
     DatabaseUnavailable,
     LimitExceeded,
     QuotaExceeded,
     RateLimitExceeded,
+    TenantKitError,
+    TenantSuspended,
 )
 from tenantkit.limits.gcra import GCRA, MICROS, Decision, to_micros
 from tenantkit.limits.headers import attach_state
@@ -170,6 +181,9 @@ class Admission:
             QuotaExceeded: the day's compute seconds are used up
                 (``limit="compute-seconds-per-day"``, retry at UTC midnight).
             ConcurrencyLimitExceeded: ``max_concurrent`` calls already in flight.
+            AuthenticationError: the tenant no longer exists (deleted since
+                its key was verified).
+            TenantSuspended: the tenant was suspended since.
             DatabaseUnavailable: the database cannot be reached (unless ``fail_open``).
         """
         if cost < 1:
@@ -191,11 +205,13 @@ class Admission:
         requests: Sequence[AdmissionRequest],
         *,
         release: Sequence[Ticket] = (),
-    ) -> list[Ticket | LimitExceeded]:
+    ) -> list[Ticket | TenantKitError]:
         """Decide several calls, and release finished ones, in ONE transaction.
 
         Each request is decided exactly as :meth:`admit` would, in order per
-        tenant (requests of different tenants are independent); a refusal is
+        tenant (requests of different tenants are independent); a refusal
+        (a ``LimitExceeded``, or ``AuthenticationError`` / ``TenantSuspended``
+        for a tenant deleted or suspended since its key was verified) is
         returned in its slot instead of raised, and consumes nothing. The
         ``release`` leases are removed after the decisions, so a slot freed
         in the same batch serves the next batch. Locks are taken in tenant-id
@@ -219,14 +235,14 @@ class Admission:
                 raise ValueError("lease_ttl must be positive")
         now = self._clock()
         order = sorted(range(len(requests)), key=lambda i: requests[i][0])
-        results: list[Ticket | LimitExceeded | None] = [None] * len(requests)
+        results: list[Ticket | TenantKitError | None] = [None] * len(requests)
         try:
             with self._db.transaction() as tx:
                 for i in order:
                     tenant_id, tier, cost, lease_ttl = requests[i]
                     try:
                         results[i] = self._decide(tx, tenant_id, tier, cost, lease_ttl, now)
-                    except LimitExceeded as refusal:
+                    except (LimitExceeded, AuthenticationError, TenantSuspended) as refusal:
                         results[i] = refusal
                 for lease_id in sorted({t.lease_id for t in release if t.lease_id}):
                     tx.remove_lease(lease_id)
@@ -257,6 +273,13 @@ class Admission:
         gcra = GCRA.per_hour(tier.requests_per_hour, burst=tier.burst)
         now_us = to_micros(now)
         tat, interval_changed = _load_tat(tx, tenant_id, gcra, now_us)
+        # After the rate lock: admissions of one tenant already queue there, so
+        # on PostgreSQL only one at a time holds the tenant row.
+        status = tx.lock_tenant(tenant_id)
+        if status is None:
+            raise AuthenticationError("API key revoked or unknown")  # tenant deleted
+        if status != "active":
+            raise TenantSuspended(f"tenant {tenant_id!r} is suspended")
         decision = gcra.decide(tat, now_us, cost)
         if not decision.allowed:
             state = _state(tier, decision, refused=True)
@@ -325,9 +348,9 @@ class Admission:
         """Every limit and what is left of it, JSON-ready (for ``GET /rate-limit``)."""
         now = self._clock()
         rate = self.peek(tenant_id, tier)
-        with self._db.transaction() as tx:
+        with self._db.transaction(write=False) as tx:  # a snapshot: no write lock
             used = tx.compute_seconds_on(tenant_id, utc_day(now))
-            in_flight = tx.active_leases(tenant_id, now)
+            in_flight = tx.count_leases(tenant_id, now)
         if self._pending_compute is not None:
             used += self._pending_compute(tenant_id)
         return {
