@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -148,6 +149,63 @@ def test_database_outage_keeps_events_and_retries(database: Database) -> None:
     meter.close()
     assert stored(database) == 20
     assert meter.stats()["buffered"] == 0
+
+
+@pytest.mark.parametrize(("chunk", "count"), [(256, 257), (256, 1000), (10, 30), (1, 3)])
+def test_a_large_flush_commits_in_chunks_and_loses_nothing(
+    database: Database, chunk: int, count: int
+) -> None:
+    db = SwitchableDatabase(database)
+    meter = UsageMeter(db, flush_interval=60, flush_chunk=chunk)  # type: ignore[arg-type]
+    for n in range(count):
+        meter.record_sync(event(n, tenant="acme" if n % 2 else "globex"))
+    assert meter.flush() == count
+    assert db.attempts == math.ceil(count / chunk)  # one transaction per chunk
+    assert stored(database) == count
+    assert stored(database, "acme") == count // 2
+    assert meter.stats() == {"recorded": count, "stored": count, "buffered": 0, "failed_flushes": 0}
+    assert meter.pending_compute("acme") == meter.pending_compute("globex") == 0.0
+
+
+def test_a_failed_chunk_keeps_what_was_not_stored(database: Database) -> None:
+    class FailsThirdTransaction(SwitchableDatabase):
+        def transaction(self, *, write: bool = True) -> AbstractContextManager[Transaction]:
+            if self.attempts == 2:
+                self.down.set()
+            return super().transaction(write=write)
+
+    db = FailsThirdTransaction(database)
+    meter = UsageMeter(db, flush_interval=60, flush_chunk=10)  # type: ignore[arg-type]
+    for n in range(45):
+        meter.record_sync(event(n, compute=0.5))
+    meter.record_sync(event(0))  # a duplicate of one in the first chunk: ignored
+    with pytest.raises(DatabaseUnavailable):
+        meter.flush()
+    assert stored(database) == 20  # two chunks committed
+    assert meter.buffered == 25  # the rest is back in the buffer, in order
+    assert [e.request_id for e in meter._buffer] == [event(n).request_id for n in range(20, 45)]
+    assert meter.pending_compute("acme") == 12.5
+    db.down.clear()
+    assert meter.flush() == 25
+    assert stored(database) == 45
+    assert meter.stats() == {"recorded": 45, "stored": 45, "buffered": 0, "failed_flushes": 1}
+
+
+def test_a_chunk_frees_room_for_waiting_writers(database: Database) -> None:
+    async def main() -> None:
+        meter = UsageMeter(database, flush_interval=60, buffer_size=8, flush_chunk=3)
+        await meter.start()
+        await asyncio.gather(*(meter.record(event(n)) for n in range(100)))
+        await meter.stop()
+        assert meter.stats()["stored"] == 100
+
+    asyncio.run(main())
+    assert stored(database) == 100
+
+
+def test_flush_chunk_must_be_positive(database: Database) -> None:
+    with pytest.raises(ValueError, match="flush_chunk"):
+        UsageMeter(database, flush_chunk=0)
 
 
 def test_close_gives_up_loudly_and_keeps_the_events(database: Database) -> None:

@@ -3,8 +3,9 @@
 The gateway records one :class:`~tenantkit.db.UsageEvent` per call. Writing
 it to the database inside the request would put a transaction on every
 call's critical path, so :class:`UsageMeter` keeps events in memory and a
-background *flush thread* writes them in batches with ``record_usage``
-(idempotent by request id), when:
+background *flush thread* writes them with ``record_usage`` (idempotent by
+request id), at most ``flush_chunk`` events per transaction so that no flush
+holds the database's write lock for long, when:
 
 * ``flush_interval`` seconds have passed,
 * the buffer holds ``buffer_size`` events,
@@ -16,8 +17,8 @@ Guarantees:
 * **Nothing is dropped.** A full buffer applies back-pressure: ``record``
   waits (``await``, without blocking the event loop) and ``record_sync``
   blocks until a flush makes room.
-* **Database outages are ridden out.** A failed flush puts its batch back at
-  the front of the buffer and the thread retries with exponential backoff
+* **Database outages are ridden out.** A failed flush puts the events it had
+  not stored back at the front of the buffer and the thread retries with exponential backoff
   (up to ``max_backoff`` seconds); while the process lives, nothing is lost.
 * **One event per request id.** A request id already buffered is ignored;
   one already stored is ignored by the database.
@@ -73,6 +74,8 @@ class UsageMeter:
         clock: UNIX time in seconds (kept for callers that stamp events).
         max_backoff: Longest wait, in seconds, between retries while the
             database is unavailable.
+        flush_chunk: Most events written in one transaction; a flush of more
+            commits them in several, releasing the write lock in between.
     """
 
     def __init__(
@@ -83,16 +86,20 @@ class UsageMeter:
         buffer_size: int = 10_000,
         clock: Callable[[], float] = time.time,
         max_backoff: float = 5.0,
+        flush_chunk: int = 256,
     ) -> None:
         if flush_interval <= 0:
             raise ValueError("flush_interval must be positive")
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
+        if flush_chunk < 1:
+            raise ValueError("flush_chunk must be at least 1")
         self.db = db
         self.clock = clock
         self._interval = flush_interval
         self._size = buffer_size
         self._max_backoff = max_backoff
+        self._chunk = flush_chunk
         self._cond = threading.Condition()
         self._flush_lock = threading.Lock()
         self._buffer: list[UsageEvent] = []
@@ -236,38 +243,46 @@ class UsageMeter:
     def flush(self) -> int:
         """Write every buffered event now; return how many were new to the database.
 
-        On failure the events go back to the front of the buffer and the
-        error propagates.
+        Events are written ``flush_chunk`` at a time, one transaction each, so
+        the database's write lock is released between chunks (on SQLite,
+        admissions would otherwise queue behind one long transaction). Room
+        freed by each committed chunk is handed to waiting writers at once.
+
+        On failure the events not yet stored go back to the front of the
+        buffer and the error propagates.
         """
+        new = 0
         with self._flush_lock:
             with self._cond:
                 batch, self._buffer = self._buffer, []
-            if not batch:
-                return 0
-            try:
-                with self.db.transaction() as tx:
-                    new = tx.record_usage(batch)
-            except BaseException:
-                with self._cond:
-                    self._buffer[:0] = batch
-                    self._failed_flushes += 1
-                    self._cond.notify_all()
-                raise
-            with self._cond:
-                for event in batch:
-                    self._ids.discard(event.request_id)
-                    count, seconds = self._pending[event.tenant_id]
-                    if count == 1:
-                        del self._pending[event.tenant_id]
-                    else:
-                        self._pending[event.tenant_id] = (
-                            count - 1,
-                            seconds - event.compute_seconds,
-                        )
-                self._stored += new
-                self._cond.notify_all()
-        self._wake_async_waiters()
+            for start in range(0, len(batch), self._chunk):
+                chunk = batch[start : start + self._chunk]
+                try:
+                    with self.db.transaction() as tx:
+                        stored = tx.record_usage(chunk)
+                except BaseException:
+                    with self._cond:
+                        self._buffer[:0] = batch[start:]
+                        self._failed_flushes += 1
+                        self._cond.notify_all()
+                    raise
+                self._forget(chunk, stored)
+                new += stored
+                self._wake_async_waiters()
         return new
+
+    def _forget(self, chunk: list[UsageEvent], stored: int) -> None:
+        """Drop a committed chunk from the pending counters and wake writers."""
+        with self._cond:
+            for event in chunk:
+                self._ids.discard(event.request_id)
+                count, seconds = self._pending[event.tenant_id]
+                if count == 1:
+                    del self._pending[event.tenant_id]
+                else:
+                    self._pending[event.tenant_id] = (count - 1, seconds - event.compute_seconds)
+            self._stored += stored
+            self._cond.notify_all()
 
     def _wake_async_waiters(self) -> None:
         with self._cond:
