@@ -55,6 +55,24 @@ def new_request_id() -> str:
     return f"{_PREFIX}{next(_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
+def _add_response_headers(
+    message: Message, rid_header: tuple[bytes, bytes], state: dict[str, Any]
+) -> None:
+    """Give an ``http.response.start`` message the ``X-Request-ID`` header and the
+    headers routes left in ``state["response_headers"]`` (a header the response
+    already has wins)."""
+    headers = list(message.get("headers", ()))
+    headers.append(rid_header)
+    extra: dict[str, str] | None = state.get("response_headers")
+    if extra:
+        present = {name.lower() for name, _ in headers}
+        for key, value in extra.items():
+            name = key.lower().encode("latin-1")
+            if name not in present:
+                headers.append((name, value.encode("latin-1")))
+    message["headers"] = headers
+
+
 class GatewayMiddleware:
     """Request ids, the body size limit and route-supplied headers.
 
@@ -135,16 +153,7 @@ class GatewayMiddleware:
                     await self._too_large(scope, send, rid_header, seen)
                     return
                 started = True
-                headers = list(message.get("headers", ()))
-                headers.append(rid_header)
-                extra: dict[str, str] | None = state.get("response_headers")
-                if extra:
-                    present = {name.lower() for name, _ in headers}
-                    for key, value in extra.items():
-                        name = key.lower().encode("latin-1")
-                        if name not in present:
-                            headers.append((name, value.encode("latin-1")))
-                message["headers"] = headers
+                _add_response_headers(message, rid_header, state)
             elif too_large:
                 return  # the replaced response's body
             await send(message)
@@ -161,16 +170,7 @@ class GatewayMiddleware:
     ) -> Send:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                headers.append(rid_header)
-                extra: dict[str, str] | None = state.get("response_headers")
-                if extra:
-                    present = {name.lower() for name, _ in headers}
-                    for key, value in extra.items():
-                        name = key.lower().encode("latin-1")
-                        if name not in present:
-                            headers.append((name, value.encode("latin-1")))
-                message["headers"] = headers
+                _add_response_headers(message, rid_header, state)
             await send(message)
 
         return wrapped
