@@ -41,6 +41,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI, Query, Request
 from fastapi.openapi.utils import get_openapi
+from fastapi.types import DecoratedCallable
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -201,6 +202,16 @@ def _storage_factory(
 
 
 def _add_tenant_routes(api: FastAPI) -> None:
+    def tenant_get(path: str, *, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+        """A ``GET`` route of the tenant API: bearer key, problem responses."""
+        return api.get(
+            path,
+            tags=["tenant"],
+            summary=summary,
+            responses=_ERRORS,
+            openapi_extra={"security": _SECURITY},
+        )
+
     @api.get("/health", tags=["service"], summary="Health check")
     async def health(request: Request) -> dict[str, Any]:
         services = services_of(request)
@@ -211,13 +222,7 @@ def _add_tenant_routes(api: FastAPI) -> None:
             "functions": sorted(services.app.functions),
         }
 
-    @api.get(
-        "/tenant",
-        tags=["tenant"],
-        summary="The caller's tenant record",
-        responses=_ERRORS,
-        openapi_extra={"security": _SECURITY},
-    )
+    @tenant_get("/tenant", summary="The caller's tenant record")
     async def tenant(rc: CurrentPrincipal) -> dict[str, Any]:
         rc.require_scope("tenant:read")
         tier = rc.tier
@@ -234,13 +239,7 @@ def _add_tenant_routes(api: FastAPI) -> None:
             },
         }
 
-    @api.get(
-        "/usage",
-        tags=["tenant"],
-        summary="The caller's usage and estimated cost",
-        responses=_ERRORS,
-        openapi_extra={"security": _SECURITY},
-    )
+    @tenant_get("/usage", summary="The caller's usage and estimated cost")
     async def usage(
         rc: CurrentPrincipal,
         period: str = Query("day", pattern="^(day|month)$"),
@@ -262,13 +261,7 @@ def _add_tenant_routes(api: FastAPI) -> None:
         )
         return Response(encode_json(report), media_type="application/json")
 
-    @api.get(
-        "/rate-limit",
-        tags=["tenant"],
-        summary="The caller's limits and what is left of them",
-        responses=_ERRORS,
-        openapi_extra={"security": _SECURITY},
-    )
+    @tenant_get("/rate-limit", summary="The caller's limits and what is left of them")
     async def rate_limit(rc: CurrentPrincipal) -> dict[str, Any]:
         rc.require_scope("usage:read")
         services = rc.services
