@@ -114,19 +114,35 @@ def run_in_envelope(
                     problem=problem,
                 )
             error = type(exc).__name__
-            logger.exception(
-                "tenant function %r failed (request %s, attempt %d of %d)",
-                function.name,
-                ctx.request_id,
-                attempt + 1,
-                attempts,
-            )
+            _log_failed_attempt(function, ctx, attempt, attempts)
             continue
         compute += time.perf_counter() - start
         return Envelope(
             value=value, compute_seconds=compute, gpu_type=gpu_type, gpu_count=gpu_count
         )
     return Envelope(error=error, compute_seconds=compute, gpu_type=gpu_type, gpu_count=gpu_count)
+
+
+def _log_failed_attempt(
+    function: TenantFunction, ctx: TenantContext, attempt: int, attempts: int
+) -> None:
+    """Log the exception being handled as ``function``'s failed ``attempt`` (from 0)."""
+    logger.exception(
+        "tenant function %r failed (request %s, attempt %d of %d)",
+        function.name,
+        ctx.request_id,
+        attempt + 1,
+        attempts,
+    )
+
+
+def _log_timeout(function: TenantFunction, ctx: TenantContext, timeout: float) -> None:
+    logger.warning(
+        "tenant function %r timed out after %ss (request %s)",
+        function.name,
+        timeout,
+        ctx.request_id,
+    )
 
 
 def caller_problem(exc: BaseException) -> dict[str, Any] | None:
@@ -216,12 +232,7 @@ class LocalExecutor:
         except TimeoutError:
             started = clock.started
             elapsed = 0.0 if started is None else time.perf_counter() - started
-            logger.warning(
-                "tenant function %r timed out after %ss (request %s)",
-                function.name,
-                timeout,
-                ctx.request_id,
-            )
+            _log_timeout(function, ctx, timeout)
             return Envelope(error="FunctionTimeout", timed_out=True, compute_seconds=elapsed)
         finally:
             # A call still queued for a thread will never run now: finish it here.
@@ -244,12 +255,7 @@ class LocalExecutor:
                 value = await asyncio.wait_for(function.ainvoke(arguments, ctx), timeout)
             except TimeoutError:
                 compute += time.perf_counter() - start
-                logger.warning(
-                    "tenant function %r timed out after %ss (request %s)",
-                    function.name,
-                    timeout,
-                    ctx.request_id,
-                )
+                _log_timeout(function, ctx, timeout)
                 return Envelope(error="FunctionTimeout", timed_out=True, compute_seconds=compute)
             except Exception as exc:
                 compute += time.perf_counter() - start
@@ -259,13 +265,7 @@ class LocalExecutor:
                         error=type(exc).__name__, compute_seconds=compute, problem=problem
                     )
                 error = type(exc).__name__
-                logger.exception(
-                    "tenant function %r failed (request %s, attempt %d of %d)",
-                    function.name,
-                    ctx.request_id,
-                    attempt + 1,
-                    attempts,
-                )
+                _log_failed_attempt(function, ctx, attempt, attempts)
                 continue
             compute += time.perf_counter() - start
             return Envelope(value=value, compute_seconds=compute)
