@@ -191,6 +191,18 @@ class LocalBackend:
             raise
         return fd
 
+    def _open_parent(self, path: str) -> tuple[int, str]:
+        """A descriptor of the existing directory holding ``path``, and the file's name.
+
+        Raises:
+            FileNotFound: the directory is missing, or a file stands in its place.
+        """
+        parents, name = _split(path)
+        try:
+            return self._open_dir(parents, create=False), name
+        except NotAFile:
+            raise FileNotFound(f"no such file: {path!r}") from None
+
     def _prune(self, segments: list[str]) -> None:
         """Remove now-empty directories on the way up to the root (best effort)."""
         while segments:
@@ -209,10 +221,9 @@ class LocalBackend:
     # -- the protocol ---------------------------------------------------------
 
     def stat(self, path: str) -> FileInfo | None:
-        parents, name = _split(path)
         try:
-            fd = self._open_dir(parents, create=False)
-        except (FileNotFound, NotAFile):
+            fd, name = self._open_parent(path)
+        except FileNotFound:
             return None
         try:
             st = _lstat_at(fd, name)
@@ -227,11 +238,7 @@ class LocalBackend:
         return _info(path, st)
 
     def open_read(self, path: str) -> BinaryIO:
-        parents, name = _split(path)
-        try:
-            dir_fd = self._open_dir(parents, create=False)
-        except NotAFile:
-            raise FileNotFound(f"no such file: {path!r}") from None
+        dir_fd, name = self._open_parent(path)
         try:
             try:
                 fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
@@ -267,11 +274,7 @@ class LocalBackend:
         self._prune(_split(path)[0])
 
     def delete(self, path: str) -> None:
-        parents, name = _split(path)
-        try:
-            fd = self._open_dir(parents, create=False)
-        except NotAFile:
-            raise FileNotFound(f"no such file: {path!r}") from None
+        fd, name = self._open_parent(path)
         try:
             st = _lstat_at(fd, name)
             if st is None:
@@ -284,7 +287,7 @@ class LocalBackend:
             os.fsync(fd)
         finally:
             os.close(fd)
-        self._prune(parents)
+        self._prune(_split(path)[0])
 
     def iter_entries(self, directory: str, *, recursive: bool) -> Iterator[FileInfo]:
         segments = directory.split("/") if directory else []
