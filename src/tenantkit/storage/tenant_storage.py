@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -121,18 +122,12 @@ class StorageWriter(io.RawIOBase):
         chunk = bytes(data)
         total = self._written + len(chunk)
         need = total - self._credit - self._reserved_bytes
-        try:
+        with self._aborting_on_failure("writing"):
             if need > 0:
                 self._storage._check_size(total, path=self.path)
                 self._storage._reserve(need, 0, path=self.path)
                 self._reserved_bytes += need
             self._staged.write(chunk)
-        except OSError as exc:
-            self.abort()
-            raise StorageUnavailable(f"storage failed while writing {self.path!r}") from exc
-        except BaseException:
-            self.abort()
-            raise
         self._written = total
         return len(chunk)
 
@@ -169,6 +164,19 @@ class StorageWriter(io.RawIOBase):
         if getattr(self, "_staged", None) is not None:
             self.abort()
 
+    @contextlib.contextmanager
+    def _aborting_on_failure(self, doing: str) -> Iterator[None]:
+        """Abort the write if the block raises; an ``OSError`` becomes
+        :class:`StorageUnavailable` (``doing``: "writing", "saving")."""
+        try:
+            yield
+        except OSError as exc:
+            self.abort()
+            raise StorageUnavailable(f"storage failed while {doing} {self.path!r}") from exc
+        except BaseException:
+            self.abort()
+            raise
+
     def _release_reservations(self) -> None:
         if self._reserved_bytes or self._reserved_file:
             self._storage.ledger.adjust(-self._reserved_bytes, -self._reserved_file)
@@ -179,7 +187,7 @@ class StorageWriter(io.RawIOBase):
         assert staged is not None
         storage = self._storage
         with storage.backend.commit_lock():
-            try:
+            with self._aborting_on_failure("saving"):
                 old = storage.backend.stat(self.path)
                 if old is not None and old.is_dir:
                     raise NotAFile(f"{self.path!r} is a directory")
@@ -193,12 +201,6 @@ class StorageWriter(io.RawIOBase):
                     self._reserved_bytes += max(bytes_due, 0)
                     self._reserved_file += max(files_due, 0)
                 staged.commit()
-            except OSError as exc:
-                self.abort()
-                raise StorageUnavailable(f"storage failed while saving {self.path!r}") from exc
-            except BaseException:
-                self.abort()
-                raise
             self._staged = None
             self._reserved_bytes = self._reserved_file = 0
             if bytes_due < 0 or files_due < 0:
