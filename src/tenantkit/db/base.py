@@ -146,6 +146,18 @@ class UsageTotals:
     bytes_out: int = 0
     by_function: dict[str, UsageTotals] = field(default_factory=dict)
 
+    @classmethod
+    def from_event(cls, event: UsageEvent) -> UsageTotals:
+        """What one call adds to the totals."""
+        return cls(
+            requests=1,
+            errors=0 if event.ok else 1,
+            compute_seconds=event.compute_seconds,
+            gpu_seconds=event.gpu_seconds,
+            bytes_in=event.bytes_in,
+            bytes_out=event.bytes_out,
+        )
+
     def add(self, other: UsageTotals) -> None:
         self.requests += other.requests
         self.errors += other.errors

@@ -463,16 +463,7 @@ class SQLTransaction:
             if cur.rowcount != 1:
                 continue
             new += 1
-            daily[(e.tenant_id, utc_day(e.started_at), e.function)].add(
-                UsageTotals(
-                    requests=1,
-                    errors=0 if e.ok else 1,
-                    compute_seconds=e.compute_seconds,
-                    gpu_seconds=e.gpu_seconds,
-                    bytes_in=e.bytes_in,
-                    bytes_out=e.bytes_out,
-                )
-            )
+            daily[(e.tenant_id, utc_day(e.started_at), e.function)].add(UsageTotals.from_event(e))
         for (tenant_id, day, function), t in sorted(daily.items()):
             self._add_daily(tenant_id, day, function, t)
         return new

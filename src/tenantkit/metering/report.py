@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from tenantkit.db import Database, UsageEvent, UsageTotals
+from tenantkit.db import Database, UsageTotals
 from tenantkit.errors import ValidationError
 
 __all__ = [
@@ -199,17 +199,6 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _event_totals(event: UsageEvent) -> UsageTotals:
-    return UsageTotals(
-        requests=1,
-        errors=0 if event.ok else 1,
-        compute_seconds=event.compute_seconds,
-        gpu_seconds=event.gpu_seconds,
-        bytes_in=event.bytes_in,
-        bytes_out=event.bytes_out,
-    )
-
-
 def _plain(totals: UsageTotals) -> dict[str, Any]:
     data = totals.as_dict()
     data.pop("by_function", None)
@@ -265,7 +254,7 @@ def usage_report(
                     gpu_by_type[kind] = gpu_by_type.get(kind, 0.0) + event.gpu_seconds
                 if span.kind == "day":
                     hour = datetime.fromtimestamp(event.started_at, UTC).hour
-                    by_hour[hour].add(_event_totals(event))
+                    by_hour[hour].add(UsageTotals.from_event(event))
             day_start = day_end
 
     for day, functions in daily.items():
