@@ -748,3 +748,30 @@ def test_the_storage_factory_names_each_tenants_volume_after_the_app(tmp_path: P
         assert storage.backend.name == volume_name(app.name, "acme-corp")
     finally:
         services.db.close()
+
+
+def test_usage_flushes_the_meter_off_the_event_loop(gw: GatewayHarness) -> None:
+    """GET /usage shows calls still buffered, and the flush never runs on the loop's thread."""
+    meter = gw.services.meter
+    flush = meter.flush
+    threads: list[str] = []
+
+    def spy() -> int:
+        threads.append(threading.current_thread().name)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("the meter was flushed on the event loop")
+        return flush()
+
+    meter.flush = spy  # type: ignore[method-assign]
+    try:
+        assert gw.client.post("/functions/analyze", json={"items": [1]}).status_code == 200
+        usage = gw.client.get("/usage")
+    finally:
+        meter.flush = flush  # type: ignore[method-assign]
+    assert usage.status_code == 200, usage.text
+    assert usage.json()["totals"]["requests"] == 1
+    assert threads

@@ -195,11 +195,6 @@ async def tenant_usage(
     period: str = Query("day", pattern="^(day|month)$"),
     date: str | None = None,
 ) -> Response:
-    from tenantkit.metering import usage_report
-
     await s.db_call(s.tenants.get, tenant_id)
-    s.meter.flush()
-    report = await s.db_call(
-        usage_report, s.db, tenant_id, period=period, date=date, prices=s.prices, clock=s.clock
-    )
+    report = await s.usage_report(tenant_id, period=period, date=date)
     return _json(report)

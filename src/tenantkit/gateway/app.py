@@ -245,20 +245,8 @@ def _add_tenant_routes(api: FastAPI) -> None:
         period: str = Query("day", pattern="^(day|month)$"),
         date: str | None = Query(None, description="YYYY-MM-DD (UTC); default today"),
     ) -> Response:
-        from tenantkit.metering import usage_report
-
         rc.require_scope("usage:read")
-        services = rc.services
-        services.meter.flush()
-        report = await services.db_call(
-            usage_report,
-            services.db,
-            rc.tenant_id,
-            period=period,
-            date=date,
-            prices=services.prices,
-            clock=services.clock,
-        )
+        report = await rc.services.usage_report(rc.tenant_id, period=period, date=date)
         return Response(encode_json(report), media_type="application/json")
 
     @tenant_get("/rate-limit", summary="The caller's limits and what is left of them")

@@ -80,6 +80,24 @@ class Services:
         deletion remove files) in a worker thread, whatever the database."""
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
+    async def usage_report(
+        self, tenant_id: str, *, period: str, date: str | None
+    ) -> dict[str, Any]:
+        """A tenant's usage report, including what the meter still buffers.
+
+        The flush and the report run in a worker thread: a flush may write
+        thousands of events and must not stall the event loop.
+        """
+        from tenantkit.metering import usage_report
+
+        def build() -> dict[str, Any]:
+            self.meter.flush()
+            return usage_report(
+                self.db, tenant_id, period=period, date=date, prices=self.prices, clock=self.clock
+            )
+
+        return await self.slow_call(build)
+
     def storage_for(self, tenant_id: str, tier: Tier) -> Any:
         """The tenant's storage (cached per tenant and tier), or ``None``."""
         if self.storage_factory is None:
