@@ -18,7 +18,10 @@ Errors come back as tenantkit's own exception classes, chosen from the
 problem details the server sends: ``AuthenticationError`` (401),
 ``TierNotAllowed`` (403), ``FunctionNotFound`` (404), ``RateLimitExceeded``
 with ``retry_after`` (429), ``FunctionTimeout`` (504) and so on. Each carries
-``request_id`` and ``status_code``. With ``retries=N`` a 429 or 503 is retried
+``request_id`` and ``status_code``. When no answer comes at all (connection
+refused, a name that does not resolve, a timeout) the error is
+``ServiceUnreachable``, one line naming the URL, with the httpx error as its
+``__cause__``. With ``retries=N`` a 429 or 503 is retried
 up to N times, waiting as ``Retry-After`` says (never longer than
 ``max_retry_wait``).
 """
@@ -34,9 +37,14 @@ from typing import Any, Self
 import httpx
 
 from tenantkit import errors as _errors
-from tenantkit.errors import ConfigurationError, LimitExceeded, TenantKitError
+from tenantkit.errors import (
+    ConfigurationError,
+    LimitExceeded,
+    ServiceUnreachable,
+    TenantKitError,
+)
 
-__all__ = ["AsyncClient", "Client", "check_url", "error_from_response"]
+__all__ = ["AsyncClient", "Client", "check_url", "error_from_response", "unreachable"]
 
 _IN_PROCESS_TRANSPORTS = (httpx.ASGITransport, httpx.WSGITransport, httpx.MockTransport)
 
@@ -181,6 +189,25 @@ def error_from_response(response: httpx.Response) -> TenantKitError:
     return error
 
 
+def unreachable(url: str, exc: httpx.TransportError) -> ServiceUnreachable:
+    """The one-line error for a request to ``url`` that got no answer.
+
+    Example:
+        >>> str(unreachable("http://127.0.0.1:9/health", httpx.ConnectError("refused")))
+        'cannot reach http://127.0.0.1:9/health: connection failed (refused)'
+    """
+    if isinstance(exc, httpx.TimeoutException):
+        what = "timed out"
+    elif isinstance(exc, httpx.ConnectError | httpx.ProxyError):
+        what = "connection failed"
+    else:
+        what = "the connection broke"
+    detail = " ".join(str(exc).split())
+    return ServiceUnreachable(
+        f"cannot reach {url}: {what}" + (f" ({detail})" if detail else ""), url=url
+    )
+
+
 class _Base:
     def __init__(
         self,
@@ -283,7 +310,10 @@ class Client(_Base):
         """Send one request (with retries) and return its JSON, or raise its error."""
         attempt = 0
         while True:
-            response = self._http.request(method, path, **kwargs)
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise unreachable(f"{self.url}{path}", exc) from exc
             wait = self._wait(response, attempt)
             if wait is None:
                 return self._result(response)
@@ -372,7 +402,10 @@ class AsyncClient(_Base):
         """Send one request (with retries) and return its JSON, or raise its error."""
         attempt = 0
         while True:
-            response = await self._http.request(method, path, **kwargs)
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise unreachable(f"{self.url}{path}", exc) from exc
             wait = self._wait(response, attempt)
             if wait is None:
                 return self._result(response)

@@ -54,7 +54,7 @@ def validate_tenant_id(tenant_id: object) -> str:
         'acme-corp'
     """
     if not isinstance(tenant_id, str) or TENANT_ID_PATTERN.fullmatch(tenant_id) is None:
-        shown = repr(tenant_id)[:80]
+        shown = repr(tenant_id if len(str(tenant_id)) <= 70 else f"{str(tenant_id)[:67]}...")
         raise InvalidTenantId(
             f"invalid tenant id {shown}: use 2-63 lowercase letters, digits and '-', "
             "starting with a letter or digit"

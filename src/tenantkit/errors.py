@@ -38,8 +38,9 @@ internal text (driver errors are wrapped with ``raise ... from exc``).
     │       └── StorageQuotaExceeded, FileTooLarge   (tenantkit.storage.errors)
     ├── FunctionFailed
     ├── FunctionTimeout
-    └── DatabaseError
-        └── DatabaseUnavailable
+    ├── DatabaseError
+    │   └── DatabaseUnavailable
+    └── ServiceUnreachable    (the clients: no answer from the API)
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ __all__ = [
     "QuotaExceeded",
     "RateLimitExceeded",
     "ScopeNotAllowed",
+    "ServiceUnreachable",
     "StorageError",
     "TenantAlreadyExists",
     "TenantKitError",
@@ -303,3 +305,26 @@ class DatabaseUnavailable(DatabaseError):
     status = 503
     code = "database-unavailable"
     title = "Service unavailable"
+
+
+class ServiceUnreachable(TenantKitError):
+    """No answer from a tenantkit API: connection refused, DNS, a timeout.
+
+    Raised by :class:`tenantkit.Client`, :class:`tenantkit.AsyncClient` and
+    the CLI's ``--url`` target in place of the httpx transport error, which is
+    chained as ``__cause__``.
+
+    Args:
+        message: One line naming the URL and what went wrong.
+        url: The URL that did not answer.
+    """
+
+    status = 503
+    code = "service-unreachable"
+    title = "Service unreachable"
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.request_id: str | None = None
+        self.status_code: int | None = None

@@ -2,9 +2,9 @@
 
 Each command group lives in its own module (``tenant``, ``key``, ``usage``,
 ``db``, ``storage``, ``serve``, ``deploy``, ``secret``) and registers itself on
-``main``; business logic stays in the library. Every command takes
-``--json``; errors print one line and exit non-zero, with a traceback only
-under ``--debug``.
+``main``; business logic stays in the library. Every command but ``serve``
+takes ``--json``; errors print one line (exit code 1, or 2 for a usage
+error), with a traceback only under ``--debug``.
 """
 
 from __future__ import annotations

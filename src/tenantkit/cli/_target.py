@@ -85,6 +85,10 @@ class Target(Protocol):
         self, tenant_id: str, *, period: str = "day", date: str | None = None
     ) -> dict[str, Any]: ...
 
+    def deleted_usage(
+        self, tenant_id: str, *, period: str = "day", date: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
     def close(self) -> None: ...
 
 
@@ -206,12 +210,27 @@ class LocalTarget:
     def usage(
         self, tenant_id: str, *, period: str = "day", date: str | None = None
     ) -> dict[str, Any]:
-        from tenantkit.metering import PriceTable, usage_report
+        from tenantkit.metering import usage_report
 
-        if self._prices is None:  # once per target; a bad table fails only usage commands
-            self._prices = PriceTable.from_mapping(self.settings.prices)
         self.tenants.get(tenant_id)
-        return usage_report(self.db, tenant_id, period=period, date=date, prices=self._prices)
+        return usage_report(self.db, tenant_id, period=period, date=date, prices=self.prices())
+
+    def prices(self) -> PriceTable:
+        """The settings' price table, read once per target (a bad one fails only usage)."""
+        from tenantkit.metering import PriceTable
+
+        if self._prices is None:
+            self._prices = PriceTable.from_mapping(self.settings.prices)
+        return self._prices
+
+    def deleted_usage(
+        self, tenant_id: str, *, period: str = "day", date: str | None = None
+    ) -> list[dict[str, Any]]:
+        from tenantkit.metering.report import archived_usage_reports
+
+        return archived_usage_reports(
+            self.db, tenant_id, period=period, date=date, prices=self.prices()
+        )
 
     def close(self) -> None:
         self.keys.close()
@@ -273,11 +292,15 @@ class RemoteTarget:
         )
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self, path: str) -> Iterator[None]:
         import httpx
+
+        from tenantkit.client import unreachable
 
         try:
             yield
+        except httpx.TransportError as exc:
+            raise unreachable(f"{self.url}{path}", exc) from exc
         except httpx.HTTPError as exc:
             raise ConfigurationError(f"cannot reach {self.url}: {exc}") from exc
 
@@ -289,7 +312,7 @@ class RemoteTarget:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
     ) -> Any:
-        with self._errors():
+        with self._errors(path):
             response = self._client.request(method, path, json=json, params=params)
         if response.status_code >= 400:
             raise self._error(response)
@@ -398,6 +421,14 @@ class RemoteTarget:
             "GET", f"/admin/tenants/{_tid(tenant_id)}/usage", params=params
         )
         return data
+
+    def deleted_usage(
+        self, tenant_id: str, *, period: str = "day", date: str | None = None
+    ) -> list[dict[str, Any]]:
+        raise ConfigurationError(
+            "usage show --deleted reads the records database directly: run it where "
+            "TENANTKIT_DATABASE_URL names the deployment's database, without --url"
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -3,12 +3,17 @@
 ::
 
     tenantkit db migrate
-    tenantkit db export > backup.jsonl          # or --output backup.jsonl
+    tenantkit db export > backup.jsonl          # or -o backup.jsonl
     tenantkit db import backup.jsonl            # idempotent; '-' reads stdin
     tenantkit db prune [--days 90]              # drop old usage events, keep totals
 
 Each acts on the records database of this folder (``TENANTKIT_DATABASE_URL``,
 default SQLite under ``.tenantkit/``), or the one named by ``--database-url``.
+
+An export holds records, not the signing key: API keys verify only with the
+key that signed them, so restore ``.tenantkit/signing-secret`` (or set
+``TENANTKIT_SIGNING_KEY``) along with the records; ``db import`` warns when
+neither is there.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from typing import ParamSpec, TypeVar
 
 import click
 
+from tenantkit.auth.signing import GENERATED_KEY_FILES
 from tenantkit.cli._common import command_errors, json_option, main, out
-from tenantkit.config import get_settings
+from tenantkit.config import Settings, get_settings
 from tenantkit.db import Database, open_database
 from tenantkit.db.backup import BackupSummary, export_records, import_records
 from tenantkit.db.maintenance import prune_usage
@@ -57,6 +63,20 @@ def _open(url: str | None, *, migrate: bool = True) -> Iterator[Database]:
 def _table_summary(title: str, summary: BackupSummary) -> None:
     rows = [[table, count] for table, count in sorted(summary.tables.items())]
     out.table(title, ["Table", "Rows"], [*rows, ["total", summary.rows]])
+
+
+def missing_signing_key(settings: Settings) -> str | None:
+    """The warning to print after an import when no signing key would verify its keys."""
+    if settings.signing_key is not None:
+        return None
+    path = settings.data_dir / GENERATED_KEY_FILES[settings.jwt_algorithm]
+    if path.exists():
+        return None
+    return (
+        f"Warning: no signing key in {path} and TENANTKIT_SIGNING_KEY is not set: every "
+        "restored API key will be refused until you restore the signing key of the exported "
+        "deployment there (or set TENANTKIT_SIGNING_KEY to it)"
+    )
 
 
 @main.group()
@@ -128,6 +148,9 @@ def import_(source: str, database_url: str | None, as_json: bool) -> None:
         else:
             with open(source, encoding="utf-8") as f:
                 summary = import_records(database, f)
+    warning = missing_signing_key(get_settings())
+    if warning is not None:
+        click.echo(warning, err=True)
     if as_json:
         out.json(summary.as_dict())
     else:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tenantkit.cli._common import command_errors, json_option, main, out
+from tenantkit.cli._common import command_errors, json_option, load_user_app, main, out
 
 if TYPE_CHECKING:
     from tenantkit.deploy import DeployOptions, DeployPlan
@@ -140,19 +140,9 @@ def _print_plan(deploy_plan: DeployPlan) -> None:
 
 def _load(app_ref: str) -> TenantApp:
     """Load the app; an exception raised by the user's file becomes one line."""
-    from tenantkit.errors import DeployError, TenantKitError
-    from tenantkit.workers import load_app
+    from tenantkit.errors import DeployError
 
-    try:
-        return load_app(app_ref)
-    except TenantKitError:
-        raise
-    except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DeployError(
-            f"cannot load {app_ref}: {type(exc).__name__}{': ' + detail if detail else ''} "
-            "(run with --debug for the traceback)"
-        ) from exc
+    return load_user_app(app_ref, error=DeployError)
 
 
 def _next_command(url: str) -> str:

@@ -25,7 +25,11 @@ from tenantkit.db.base import ApiKeyRecord
 
 __all__ = [
     "DURATION",
+    "NAMED_SCOPES",
+    "SCOPE",
     "Duration",
+    "Scope",
+    "check_scope",
     "format_time",
     "key",
     "key_state",
@@ -86,6 +90,48 @@ class Duration(click.ParamType[float]):
 
 DURATION = Duration()
 
+NAMED_SCOPES = ("tenant:read", "usage:read", "files:read", "files:write")
+"""Scopes that stand for a fixed set of routes (``functions:<name>`` names a function)."""
+
+_FUNCTION_SCOPE = re.compile(r"functions:(?:[A-Za-z_][A-Za-z0-9_-]{0,53}|\*)")
+_WILDCARDS = ("*", "tenant:*", "usage:*", "files:*")
+
+
+def check_scope(scope: str) -> str:
+    """``scope`` if a key may carry it, else a ``ValueError`` listing the valid ones.
+
+    Valid: ``tenant:read``, ``usage:read``, ``files:read``, ``files:write``,
+    ``functions:<function name>``, and the wildcards ``*``, ``functions:*``,
+    ``files:*``.
+
+    Example:
+        >>> check_scope("functions:embed")
+        'functions:embed'
+    """
+    if scope in NAMED_SCOPES or scope in _WILDCARDS or _FUNCTION_SCOPE.fullmatch(scope):
+        return scope
+    raise ValueError(
+        f"unknown scope {scope!r}: use {', '.join(NAMED_SCOPES)}, functions:<function name>, "
+        "or a wildcard (*, functions:*, files:*)"
+    )
+
+
+class Scope(click.ParamType[str]):
+    """A click parameter taking one scope (see :func:`check_scope`)."""
+
+    name = "scope"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        try:
+            return check_scope(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SCOPE = Scope()
+
 
 def format_time(ts: float | None) -> str:
     """A UNIX time as ``YYYY-MM-DD HH:MM`` UTC (empty for ``None``)."""
@@ -103,7 +149,7 @@ def print_table(
         table.add_column(column, no_wrap=index < keep)
     for row in rows:
         table.add_row(*row)
-    out.console.print(table)
+    out.print_table(table)
 
 
 def key_state(record: ApiKeyRecord, now: float | None = None) -> str:
@@ -165,8 +211,12 @@ def key() -> None:
     "--scope",
     "scopes",
     multiple=True,
+    type=SCOPE,
     metavar="SCOPE",
-    help="Limit the key to a scope (repeatable); none means no limit.",
+    help=(
+        "Limit the key to a scope (repeatable): tenant:read, usage:read, files:read, "
+        "files:write or functions:<name>. None: full access."
+    ),
 )
 @click.option("--expires-in", type=DURATION, default=None, help="e.g. 90d; default: never.")
 @url_option

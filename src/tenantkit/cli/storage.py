@@ -58,7 +58,7 @@ def _tenant_storage(tenant_id: str, app_name: str | None) -> Iterator[TenantStor
         with db.transaction(write=False) as tx:
             tenant = tx.get_tenant(tenant_id)
         if tenant is None:
-            raise TenantNotFound(f"no tenant {tenant_id!r}")
+            raise TenantNotFound(f"tenant {tenant_id!r} not found")
         yield storage_for(tenant_id, _tier(tenant.tier), settings, db, app_name=app_name)
     finally:
         db.close()

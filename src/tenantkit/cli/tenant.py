@@ -169,11 +169,12 @@ def resume_tenant(tenant_id: str, url: str | None, as_json: bool) -> None:
 @command_errors
 def delete_tenant(tenant_id: str, yes: bool, url: str | None, as_json: bool) -> None:
     """Delete a tenant and its keys (usage history is kept)."""
-    if not yes:
-        click.confirm(
-            f"Delete tenant {tenant_id!r} and all its keys? This cannot be undone", abort=True
-        )
     with target_for(url) as target:
+        if not yes:
+            target.get_tenant(tenant_id)  # an unknown tenant fails before the question
+            click.confirm(
+                f"Delete tenant {tenant_id!r} and all its keys? This cannot be undone", abort=True
+            )
         target.delete_tenant(tenant_id)
     if as_json:
         out.json({"deleted": True, "tenant_id": tenant_id})

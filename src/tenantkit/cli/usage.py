@@ -6,6 +6,7 @@
     tenantkit usage show --tenant-id acme-corp --period month --date 2026-12
     tenantkit usage show --tenant-id acme-corp --format csv > usage.csv
     tenantkit usage show --tenant-id acme-corp --json
+    tenantkit usage show --tenant-id acme-corp --deleted --period month   # after deletion
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ import click
 
 from tenantkit.cli._common import command_errors, json_option, main, out
 from tenantkit.cli._target import target_for, url_option
-from tenantkit.metering.report import ROW_COLUMNS, money, report_csv, report_rows
+from tenantkit.metering.report import (
+    ROW_COLUMNS,
+    money,
+    report_csv,
+    report_rows,
+    reports_csv,
+)
 
-__all__ = ["show_report", "usage"]
+__all__ = ["show_deleted", "show_report", "usage"]
 
 
 @main.group()
@@ -50,13 +57,27 @@ def usage() -> None:
     show_default=True,
     help="Output format.",
 )
+@click.option(
+    "--deleted",
+    is_flag=True,
+    help="Usage a deleted tenant of this id left, one report per deletion.",
+)
 @url_option
 @json_option
 @command_errors
 def show(
-    tenant_id: str, period: str, date: str | None, fmt: str, url: str | None, as_json: bool
+    tenant_id: str,
+    period: str,
+    date: str | None,
+    fmt: str,
+    deleted: bool,
+    url: str | None,
+    as_json: bool,
 ) -> None:
     """Show a tenant's usage for a day or a month, with a cost estimate."""
+    if deleted:
+        show_deleted(tenant_id, period=period, date=date, fmt=fmt, url=url, as_json=as_json)
+        return
     with target_for(url) as target:
         report = target.usage(tenant_id, period=period, date=date)
     if as_json or fmt == "json":
@@ -65,6 +86,26 @@ def show(
         click.echo(report_csv(report), nl=False)
     else:
         show_report(report)
+
+
+def show_deleted(
+    tenant_id: str, *, period: str, date: str | None, fmt: str, url: str | None, as_json: bool
+) -> None:
+    """Print the reports of every archive a deleted ``tenant_id`` left."""
+    with target_for(url) as target:
+        reports = target.deleted_usage(tenant_id, period=period, date=date)
+    if as_json or fmt == "json":
+        archived = [r["tenant_id"] for r in reports]
+        out.json({"tenant_id": tenant_id, "archived_ids": archived, "reports": reports})
+    elif fmt == "csv":
+        click.echo(reports_csv(reports), nl=False)
+    elif not reports:
+        out.line(f"No usage of a deleted tenant {tenant_id!r} is archived.")
+    else:
+        ids = ", ".join(r["tenant_id"] for r in reports)
+        out.line(f"Deleted tenant {tenant_id!r}: usage archived as {ids}")
+        for report in reports:
+            show_report(report)
 
 
 def show_report(report: Mapping[str, Any]) -> None:

@@ -296,6 +296,10 @@ class Transaction(Protocol):
 
     def compute_seconds_on(self, tenant_id: str, day: str) -> float: ...
 
+    def archived_tenant_ids(self, tenant_id: str) -> list[str]:
+        """The ids a deleted ``tenant_id``'s usage is archived under
+        (``<id>~deleted-<UNIX seconds>``, see ``tombstone_id``), oldest first."""
+
     def count_usage_events(self, tenant_id: str | None = None) -> int: ...
 
     def prune_usage_events(self, before: float, *, limit: int | None = None) -> int:

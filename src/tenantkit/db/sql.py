@@ -523,6 +523,21 @@ class SQLTransaction:
         ).fetchone()
         return float(row[0])
 
+    def archived_tenant_ids(self, tenant_id: str) -> list[str]:
+        # A prefix compared with = (not a range or LIKE), so PostgreSQL's collation
+        # cannot change which ids match.
+        prefix = f"{tenant_id}{TOMBSTONE_MARK}"
+        selects = " UNION ".join(
+            f"SELECT tenant_id FROM {table} WHERE SUBSTR(tenant_id, 1, ?) = ?"
+            for table in ("usage_daily", "usage_events", "usage_gauges")
+        )
+        rows = self._exec(selects, (len(prefix), prefix) * 3).fetchall()
+        return sorted(
+            str(row[0])
+            for row in rows
+            if str(row[0])[len(prefix) :].isdigit() and str(row[0]).isascii()
+        )
+
     def count_usage_events(self, tenant_id: str | None = None) -> int:
         if tenant_id is None:
             row = self._exec("SELECT COUNT(*) FROM usage_events").fetchone()

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
+from tenantkit.config import validate_tenant_id
 from tenantkit.db import Database, UsageTotals
 from tenantkit.errors import ValidationError
 
@@ -40,8 +41,10 @@ __all__ = [
     "STORAGE_BYTES_GAUGE",
     "STORAGE_FILES_GAUGE",
     "PriceTable",
+    "archived_usage_reports",
     "report_csv",
     "report_rows",
+    "reports_csv",
     "usage_report",
 ]
 
@@ -307,6 +310,46 @@ def usage_report(
     return report
 
 
+def archived_usage_reports(
+    db: Database,
+    tenant_id: str,
+    *,
+    period: str = "day",
+    date: str | None = None,
+    prices: PriceTable | None = None,
+    clock: Callable[[], float] = time.time,
+) -> list[dict[str, Any]]:
+    """The usage of a deleted tenant: one :func:`usage_report` per archive.
+
+    Deleting a tenant keeps its usage under ``<id>~deleted-<UNIX seconds>``
+    (one archive per deletion, should the id be created and deleted again);
+    each report's ``tenant_id`` is that archived id.
+
+    Args:
+        db: The records database.
+        tenant_id: The tenant id as it was before deletion.
+        period: ``"day"`` or ``"month"``.
+        date: As for :func:`usage_report`.
+        prices: Price table for the estimates.
+        clock: UNIX time, for the default date.
+
+    Returns:
+        The reports, oldest deletion first; empty when the id was never deleted
+        with usage recorded.
+
+    Raises:
+        InvalidTenantId: ``tenant_id`` is not a tenant id.
+        ValidationError: an unknown period or a malformed date.
+    """
+    validate_tenant_id(tenant_id)
+    with db.transaction(write=False) as tx:
+        archived = tx.archived_tenant_ids(tenant_id)
+    return [
+        usage_report(db, archive, period=period, date=date, prices=prices, clock=clock)
+        for archive in archived
+    ]
+
+
 def _storage(
     gauges: Mapping[str, float], current_bytes: int, current_files: int, span: _Period, now: float
 ) -> dict[str, Any]:
@@ -347,6 +390,16 @@ def report_csv(report: Mapping[str, Any]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(ROW_COLUMNS)
     writer.writerows(report_rows(report))
+    return buffer.getvalue()
+
+
+def reports_csv(reports: Iterable[Mapping[str, Any]]) -> str:
+    """Several reports' rows as one CSV, each row led by its report's ``tenant_id``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("tenant_id", *ROW_COLUMNS))
+    for report in reports:
+        writer.writerows([report["tenant_id"], *row] for row in report_rows(report))
     return buffer.getvalue()
 
 
