@@ -29,6 +29,7 @@ from tenantkit.errors import (
     PermissionDenied,
     QuotaExceeded,
     RateLimitExceeded,
+    ServiceUnreachable,
     StorageError,
     TenantKitError,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "PermissionDenied",
     "QuotaExceeded",
     "RateLimitExceeded",
+    "ServiceUnreachable",
     "Settings",
     "StorageError",
     "TenantApp",
