@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from datetime import UTC, datetime
@@ -87,8 +88,70 @@ def test_refusal_reports_retry_after_and_headers(admission: Admission, clock: Cl
     assert caught.value.limit == "requests"
     headers = denial_headers(caught.value)
     assert headers["Retry-After"] == "26"
-    assert headers["RateLimit"] == '"default";r=0;t=710'  # 20 * 36 - 10
+    # r=0: t says when the next request fits, as Retry-After does (not the full reset, 710)
+    assert headers["RateLimit"] == '"default";r=0;t=26'
     assert headers["X-RateLimit-Remaining"] == "0"
+    assert headers["X-RateLimit-Reset"] == "26"
+    status = admission.status("acme", ROOMY)["rate"]
+    assert (status["remaining"], status["retry_after"], status["reset_after"]) == (0, 26.0, 710.0)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    burst=st.integers(1, 8),
+    per_hour=st.sampled_from([1, 7, 100, 3600, 10_000]),
+    steps=st.lists(
+        st.tuples(st.integers(1, 3), st.floats(0, 900, allow_nan=False)), min_size=1, max_size=25
+    ),
+)
+def test_rate_limit_status_agrees_with_the_next_refusal(
+    burst: int, per_hour: int, steps: list[tuple[int, float]]
+) -> None:
+    """/rate-limit's answer at any moment is what the next call at that moment meets.
+
+    remaining > 0: the next call is admitted and retry_after is None; remaining
+    0: it is refused with exactly the retry_after shown, the headers' t equals
+    its Retry-After, and a call at that moment plus retry_after is admitted.
+    """
+    from tenantkit.db import open_database
+
+    db = open_database("sqlite:///:memory:")
+    try:
+        add_tenants(db, "acme")
+        clock = Clock()
+        admission = Admission(db, clock=clock)
+        tier = Tier("t", per_hour, burst, 1_000, 10**6, 1, 1)
+        for cost, pause in steps:
+            clock.now += pause
+            with contextlib.suppress(RateLimitExceeded):
+                admission.release(admission.admit("acme", tier, cost=cost))
+            rate = admission.status("acme", tier)["rate"]
+            shown = rate_limit_headers(admission.peek("acme", tier))
+            if rate["remaining"] > 0:
+                assert rate["retry_after"] is None
+                continue
+            assert rate["retry_after"] is not None
+            assert rate["retry_after"] > 0
+            with pytest.raises(RateLimitExceeded) as caught:
+                admission.admit("acme", tier)
+            assert caught.value.retry_after is not None
+            assert rate["retry_after"] == round(caught.value.retry_after, 3)
+            refused = denial_headers(caught.value)
+            assert (
+                shown["RateLimit"]
+                == refused["RateLimit"]
+                == (f'"default";r=0;t={refused["Retry-After"]}')
+            )
+            assert shown["X-RateLimit-Reset"] == refused["Retry-After"]
+            waited, wait = clock.now, caught.value.retry_after
+            if wait > 0.001:  # not a millisecond earlier...
+                clock.now = waited + wait - 0.001
+                with pytest.raises(RateLimitExceeded):
+                    admission.admit("acme", tier)
+            clock.now = waited + wait + 1e-6  # ...but then (within the clock's microsecond)
+            admission.release(admission.admit("acme", tier))
+    finally:
+        db.close()
 
 
 def test_batch_costs_its_size(admission: Admission) -> None:

@@ -151,3 +151,27 @@ def test_admission_keeps_the_bound_through_the_database(
         admission.release(ticket)
         admitted.append((clock.us, cost))
     assert_within_bound(admitted, burst, rate)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=rates, burst=bursts, sequence=arrivals)
+def test_wait_is_positive_exactly_when_nothing_remains_and_matches_the_refusal(
+    rate: int, burst: int, sequence: Sequence[tuple[int, int]]
+) -> None:
+    gcra = GCRA.per_hour(rate, burst=burst)
+    tat: int | None = None
+    now = BASE_US
+    for gap, cost in sequence:
+        now += gap
+        decision = gcra.decide(tat, now, cost)
+        if decision.allowed:
+            tat = decision.tat_us
+        wait = gcra.wait_us(tat, now)
+        assert (wait > 0) == (gcra.remaining(tat, now) == 0)
+        single = gcra.decide(tat, now, 1)
+        if wait > 0:
+            assert not single.allowed
+            assert single.retry_after_us == wait
+            assert gcra.decide(tat, now + wait, 1).allowed
+        else:
+            assert single.allowed

@@ -480,6 +480,7 @@ def _outside_a(data_dir: Path) -> dict[str, bytes]:
 @example(path="up/tenant-b/b.txt", data=b"x")
 @example(path="%2e%2e/tenant-b/b.txt", data=b"x")
 @example(path="\u2024\u2024/tenant-b/b.txt", data=b"x")
+@example(path="0\n", data=b"x")  # Starlette's route "$" matches before a final newline
 def test_no_http_request_leaves_the_callers_root(
     live_server: LiveServer, path: str, data: bytes
 ) -> None:

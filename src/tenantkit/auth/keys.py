@@ -5,7 +5,9 @@ the tenant (``sub``), the key id (``jti``), the issue time (``iat``), an
 optional expiry (``exp``) and the key's ``scopes``; its header names the
 signing key (``kid``). No tier, no personal data, no admin flag: the tier and
 the tenant's status are read from the database, so an upgrade or a suspension
-takes effect on the next request with the same key.
+applies to the same key without a new one: on the next request in the process
+that made the change, and within ``settings.auth_cache_ttl`` seconds (1 by
+default) in every other process (see the cache below).
 
 :meth:`KeyManager.verify` rejects garbage before any database read (prefix,
 length, shape, algorithm, ``kid``, signature, expiry), then checks the key
@@ -13,10 +15,15 @@ record and the tenant. The token is bound to its record, not only to its key
 id: the record's creation second must equal the token's ``iat`` and the
 record's hint must end with the token's last characters, so a key id that
 were ever used again (a restored backup, a re-created tenant) does not bring
-an old token back to life. Verified keys are cached by the SHA-256 of the key string for
-``settings.auth_cache_ttl`` seconds; any change made through a key manager in
-this process (revoke, rotate, suspend, delete, tier change) drops the
-affected entries at once, in every key manager on the same database.
+an old token back to life. Verified keys are cached by the SHA-256 of the key
+string for ``settings.auth_cache_ttl`` seconds. A change made through a key
+manager (revoke, rotate, suspend, delete, tier change) drops the affected
+entries at once in every key manager on the same database *in the same
+process*. Other processes (``tenantkit serve --workers N``, other gateway
+containers, the CLI changing a database a gateway serves) are not told: they
+keep trusting an entry until it is ``auth_cache_ttl`` seconds old, so a
+revoked key or a suspended tenant can still be served there for up to that
+long (1 s by default; 0 re-reads the records on every request).
 
 Example:
     >>> from tenantkit.config import get_settings
@@ -482,7 +489,11 @@ class KeyManager:
 
     def invalidate(self, tenant_id: str | None = None) -> None:
         """Drop cached verifications (of one tenant, or all) in every key manager
-        on this database in this process."""
+        on this database in this process.
+
+        Other processes are not reached: their entries lapse on their own
+        within ``settings.auth_cache_ttl`` seconds.
+        """
         with _MANAGERS_LOCK:
             managers = [m for m in _MANAGERS if m.db.url == self.db.url]
         for manager in managers:
@@ -513,7 +524,9 @@ class KeyManager:
             return tx.list_keys(tenant_id)
 
     def revoke(self, tenant_id: str, key_id: str, *, actor: str = "system") -> ApiKeyRecord:
-        """Stop a key working now; the next verification in this process refuses it.
+        """Stop a key working: the next verification in this process refuses it,
+        and other processes refuse it within ``settings.auth_cache_ttl`` seconds
+        (their cached verification lapses then).
 
         Raises:
             KeyNotFound: no such key for this tenant.
@@ -541,7 +554,8 @@ class KeyManager:
         Args:
             tenant_id: The tenant.
             key_id: The key to replace; ``None`` replaces every key usable now.
-            grace: Seconds the old key(s) keep working (0: refused at once).
+            grace: Seconds the old key(s) keep working (0: refused at once in
+                this process, within ``settings.auth_cache_ttl`` in others).
             actor: Who did it, for the audit trail.
 
         The new key takes the old key's label and scopes (the newest one's,

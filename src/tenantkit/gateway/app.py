@@ -24,6 +24,24 @@ its ``path``, ``/process``, ``/batch``)
 ``PUT``/``DELETE /files/...``             ``files:write``
 ========================================  =============================
 
+Request bodies are at most ``Settings.max_body_bytes`` (1 MiB by default;
+413 over it), with one exception: ``PUT /files/...`` is exempt from
+``max_body_bytes``. An upload is streamed to the tenant's storage chunk by
+chunk, never held in memory, and its bound is the tier's storage quota
+(``storage_bytes``): 413 when the declared size is over the whole quota, 429
+when it is over what is left, and a chunked upload is cut off as soon as it
+passes it (see :mod:`tenantkit.gateway.files`).
+
+Numbers are strict JSON both ways. A request body holding ``NaN``,
+``Infinity``, ``-Infinity`` or a literal too large for a 64-bit float
+(``1e400``) is refused with 422 (``finite_number`` errors locating each one)
+on ``/functions/{name}``, a function's own path, ``/process`` and, per task,
+``/batch``, whatever the parameter's type (``Any`` included). A function's
+return value is written as strict JSON: a non-finite float in it (NaN,
+infinity, from Python, NumPy or a pydantic model) becomes ``null``, as
+JavaScript's ``JSON.stringify`` does, rather than an invalid ``NaN`` token
+or a 500 (see :mod:`tenantkit.gateway.encoding`).
+
 Costs in ``/usage`` (and the admin usage route) use the price table in
 ``Settings.prices`` (``TENANTKIT_PRICES``, JSON), read once when the gateway
 is built.
@@ -57,9 +75,9 @@ from tenantkit.gateway.dispatch import (
     call_batch,
     call_function,
     call_process,
-    encode_json,
     unknown_function,
 )
+from tenantkit.gateway.encoding import encode_json
 from tenantkit.gateway.middleware import GatewayMiddleware
 from tenantkit.gateway.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from tenantkit.gateway.writes import SerializedWrites

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import Request
-from pydantic_core import from_json, to_json
+from pydantic_core import from_json
 from starlette.responses import Response
 
 from tenantkit.db import UsageEvent
@@ -30,9 +30,11 @@ from tenantkit.errors import (
     TierNotAllowed,
 )
 from tenantkit.gateway.deps import RequestContext, authenticate, set_rate_limit_headers
+from tenantkit.gateway.encoding import encode_json
 from tenantkit.gateway.problems import problem_body, problem_response, public_detail
 from tenantkit.limits import Ticket, denial_headers, rate_limit_headers
 from tenantkit.workers import Envelope, InvalidArguments, LocalExecutor, TenantFunction
+from tenantkit.workers.function import may_hold_non_finite
 
 __all__ = [
     "authenticate_request",
@@ -46,18 +48,6 @@ __all__ = [
 logger = logging.getLogger("tenantkit.gateway")
 
 LEASE_GRACE = 60.0
-
-
-def _fallback(value: Any) -> Any:
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
-    if callable(tolist):
-        return tolist()
-    return str(value)
-
-
-def encode_json(value: Any) -> bytes:
-    """Serialise a function's return value (pydantic models, dataclasses, numpy...)."""
-    return to_json(value, fallback=_fallback)
 
 
 def check_access(rc: RequestContext, function: TenantFunction) -> None:
@@ -85,10 +75,16 @@ def parse_json(body: bytes) -> Any:
         ) from None
 
 
-def _lookup(rc: RequestContext, name: Any) -> TenantFunction:
-    function = rc.services.app.get(name) if isinstance(name, str) else None
+def _lookup(rc: RequestContext, name: Any, loc: list[Any]) -> TenantFunction:
+    """The function a ``task_type`` names: 422 when it is not a string, 404 when unknown."""
+    if not isinstance(name, str):
+        raise InvalidArguments(
+            "task_type must be a string: the name of a function",
+            [{"loc": loc, "msg": "Input should be a valid string", "type": "string_type"}],
+        )
+    function = rc.services.app.get(name)
     if function is None:
-        raise FunctionNotFound(f"no tenant function named {str(name)[:100]!r}")
+        raise FunctionNotFound(f"no tenant function named {name[:100]!r}")
     return function
 
 
@@ -318,10 +314,12 @@ async def call_process(request: Request) -> Response:
                 'the body must be {"task_type": <function>, "data": {...}}',
                 [{"loc": ["body", "task_type"], "msg": "Field required", "type": "missing"}],
             )
-        function = _lookup(rc, payload["task_type"])
+        function = _lookup(rc, payload["task_type"], ["body", "task_type"])
         check_access(rc, function)
         try:
-            arguments = function.validate(payload.get("data"))
+            arguments = function.validate(
+                payload.get("data"), check_finite=may_hold_non_finite(body)
+            )
         except InvalidArguments as exc:
             for error in exc.errors:
                 error["loc"] = ["data", *error["loc"]]
@@ -372,15 +370,16 @@ async def call_batch(request: Request) -> Response:
                 f"a batch holds at most {limit} tasks, not {len(tasks)}",
                 [{"loc": ["body", "tasks"], "msg": f"at most {limit}", "type": "too_long"}],
             )
+        check_finite = may_hold_non_finite(body)
         prepared: list[tuple[TenantFunction, dict[str, Any]] | TenantKitError] = []
         for index, task in enumerate(tasks):
-            prepared.append(_prepare_task(rc, index, task))
+            prepared.append(_prepare_task(rc, index, task, check_finite))
         runnable = [p for p in prepared if not isinstance(p, TenantKitError)]
         longest = max((f.options.timeout for f, _ in runnable), default=1.0)
         ticket = await _admit(rc, len(tasks), longest * len(runnable) + 1)
         per_task_in = len(body) // len(tasks)
         try:
-            results = await _run_batch(rc, prepared, per_task_in)
+            results = await _run_batch(rc, prepared, [_task_type(t) for t in tasks], per_task_in)
         finally:
             await _release(rc, ticket)
         succeeded = sum(1 for r in results if r["status"] == 200)
@@ -400,8 +399,14 @@ async def call_batch(request: Request) -> Response:
     return await _guarded(request, run, lambda: rc)
 
 
+def _task_type(task: Any) -> str | None:
+    """The ``task_type`` a batch task names, echoed in its result (``None`` unless a string)."""
+    name = task.get("task_type") if isinstance(task, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def _prepare_task(
-    rc: RequestContext, index: int, task: Any
+    rc: RequestContext, index: int, task: Any, check_finite: bool
 ) -> tuple[TenantFunction, dict[str, Any]] | TenantKitError:
     try:
         if not isinstance(task, dict) or "task_type" not in task:
@@ -409,9 +414,9 @@ def _prepare_task(
                 'each task must be {"task_type": <function>, "data": {...}}',
                 [{"loc": ["tasks", index], "msg": "Field required", "type": "missing"}],
             )
-        function = _lookup(rc, task["task_type"])
+        function = _lookup(rc, task["task_type"], ["tasks", index, "task_type"])
         check_access(rc, function)
-        return function, function.validate(task.get("data"))
+        return function, function.validate(task.get("data"), check_finite=check_finite)
     except TenantKitError as exc:
         return exc
 
@@ -419,6 +424,7 @@ def _prepare_task(
 async def _run_batch(
     rc: RequestContext,
     prepared: Sequence[tuple[TenantFunction, dict[str, Any]] | TenantKitError],
+    task_types: Sequence[str | None],
     bytes_in: int,
 ) -> list[dict[str, Any]]:
     gate = asyncio.Semaphore(max(1, rc.tier.max_concurrent))
@@ -428,7 +434,7 @@ async def _run_batch(
         index: int, item: tuple[TenantFunction, dict[str, Any]] | TenantKitError
     ) -> dict[str, Any]:
         if isinstance(item, TenantKitError):
-            return _task_problem(rc, index, item, None)
+            return _task_problem(rc, index, item, task_types[index])
         function, arguments = item
         started_at = rc.services.clock()
         async with gate:

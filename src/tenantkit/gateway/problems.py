@@ -20,11 +20,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from tenantkit.errors import DatabaseError, LimitExceeded, TenantKitError
+from tenantkit.gateway.encoding import encode_json
 
 __all__ = [
     "PROBLEM_BASE",
@@ -117,7 +117,9 @@ def problem_response(
     out = dict(headers or {})
     if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
         out["Retry-After"] = str(max(0, int(-(-exc.retry_after // 1))))
-    return Response(to_json(body), status_code=status, headers=out, media_type=PROBLEM_MEDIA_TYPE)
+    return Response(
+        encode_json(body), status_code=status, headers=out, media_type=PROBLEM_MEDIA_TYPE
+    )
 
 
 def http_problem(
@@ -133,7 +135,7 @@ def http_problem(
         request_id=request_id,
         instance=instance,
     )
-    return Response(to_json(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+    return Response(encode_json(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def request_id_of(request: Request) -> str | None:
@@ -183,7 +185,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             instance=request.url.path,
             extras={"errors": errors},
         )
-        return Response(to_json(body), status_code=422, media_type=PROBLEM_MEDIA_TYPE)
+        return Response(encode_json(body), status_code=422, media_type=PROBLEM_MEDIA_TYPE)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         rid = request_id_of(request)

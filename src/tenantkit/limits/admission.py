@@ -123,7 +123,9 @@ def seconds_to_utc_midnight(now: float) -> float:
     return (today + timedelta(days=1)).timestamp() - now
 
 
-def _state(tier: Tier, decision: Decision, *, refused: bool) -> RateLimitState:
+def _state(
+    tier: Tier, gcra: GCRA, decision: Decision, now_us: int, *, refused: bool
+) -> RateLimitState:
     retry = decision.retry_after_us
     return RateLimitState(
         limit=tier.requests_per_hour,
@@ -132,6 +134,7 @@ def _state(tier: Tier, decision: Decision, *, refused: bool) -> RateLimitState:
         window=WINDOW,
         burst=tier.burst,
         retry_after=None if not refused or retry is None else retry / MICROS,
+        next_after=gcra.wait_us(decision.tat_us, now_us) / MICROS,
     )
 
 
@@ -282,7 +285,7 @@ class Admission:
             raise TenantSuspended(f"tenant {tenant_id!r} is suspended")
         decision = gcra.decide(tat, now_us, cost)
         if not decision.allowed:
-            state = _state(tier, decision, refused=True)
+            state = _state(tier, gcra, decision, now_us, refused=True)
             if state.retry_after is None:
                 message = f"a call costing {cost} can never fit a burst of {tier.burst}"
             else:
@@ -321,7 +324,9 @@ class Admission:
             tx.set_limiter(interval_key(tenant_id), float(gcra.interval_us))
         lease = Lease(secrets.token_hex(16), tenant_id, now, now + lease_ttl)
         tx.add_lease(lease)
-        return Ticket(tenant_id, lease.id, _state(tier, decision, refused=False), cost)
+        return Ticket(
+            tenant_id, lease.id, _state(tier, gcra, decision, now_us, refused=False), cost
+        )
 
     def release(self, ticket: Ticket) -> None:
         """Give the ticket's concurrency slot back (idempotent).
@@ -385,6 +390,7 @@ def _current_state(tier: Tier, gcra: GCRA, tat_us: int | None, now_us: int) -> R
         reset_after=backlog / MICROS,
         window=WINDOW,
         burst=tier.burst,
+        next_after=gcra.wait_us(tat_us, now_us) / MICROS,
     )
 
 
@@ -396,4 +402,5 @@ def _with_retry(state: RateLimitState, retry_after: float) -> RateLimitState:
         window=state.window,
         burst=state.burst,
         retry_after=retry_after,
+        next_after=state.next_after,
     )

@@ -107,6 +107,15 @@ class GCRA:
         """Burst tolerance ``tau = (burst - 1) * T``."""
         return (self.burst - 1) * self.interval_us
 
+    def wait_us(self, tat_us: int | None, now_us: int) -> int:
+        """Microseconds until a request of cost 1 would be admitted (0: it would be now).
+
+        Positive exactly when :meth:`remaining` is 0, and then equal to the
+        ``retry_after_us`` a refused cost-1 request gets at ``now_us``.
+        """
+        backlog = 0 if tat_us is None else max(0, tat_us - now_us)
+        return max(0, backlog - self.tolerance_us)
+
     def remaining(self, tat_us: int | None, now_us: int) -> int:
         """Requests of cost 1 that would be admitted at ``now_us``, back to back."""
         backlog = 0 if tat_us is None else max(0, tat_us - now_us)

@@ -42,12 +42,15 @@ def rate_limit_headers(state: RateLimitState) -> dict[str, str]:
     """Headers describing ``state``.
 
     * ``RateLimit-Policy: "default";q=<requests per window>;w=<window seconds>``
-    * ``RateLimit: "default";r=<remaining>;t=<seconds until fully reset>``
+    * ``RateLimit: "default";r=<remaining>;t=<seconds>``: while requests are
+      left, ``t`` is the seconds until the full burst is back; when ``r`` is
+      0, the seconds until the next request will be admitted (what a 429
+      at that moment says in ``Retry-After``)
     * ``X-RateLimit-Limit``, ``X-RateLimit-Remaining``, ``X-RateLimit-Reset``
-      (seconds until fully reset, not a timestamp)
+      (the same seconds as ``t``, not a timestamp)
     * ``Retry-After`` (integer seconds, rounded up) when ``state.retry_after`` is set.
     """
-    reset = retry_after_seconds(state.reset_after)
+    reset = retry_after_seconds(state.next_after if state.exhausted else state.reset_after)
     headers = {
         "RateLimit-Policy": f'"{POLICY_NAME}";q={state.limit};w={state.window}',
         "RateLimit": f'"{POLICY_NAME}";r={state.remaining};t={reset}',

@@ -22,6 +22,8 @@ class RateLimitState:
             when the request was admitted (or waiting cannot help).
         degraded: The database was unavailable and the limiter failed open:
             nothing was checked and the numbers are nominal.
+        next_after: Seconds until a request of cost 1 would be admitted;
+            positive exactly when ``remaining`` is 0 (0 otherwise).
     """
 
     limit: int
@@ -31,16 +33,31 @@ class RateLimitState:
     burst: int = 1
     retry_after: float | None = None
     degraded: bool = False
+    next_after: float = 0.0
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing is left now, and the state knows when the next request fits."""
+        return self.remaining == 0 and self.next_after > 0
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (what ``GET /rate-limit`` shows)."""
+        """JSON-ready form (what ``GET /rate-limit`` shows).
+
+        ``retry_after`` is the refusal's own when there was one; otherwise,
+        when ``remaining`` is 0, the seconds until the next request (cost 1)
+        will be admitted, the same figure a 429 at this moment would carry;
+        ``None`` while requests are left.
+        """
+        retry = self.retry_after
+        if retry is None and self.exhausted:
+            retry = self.next_after
         return {
             "limit": self.limit,
             "remaining": self.remaining,
             "reset_after": round(self.reset_after, 3),
             "window": self.window,
             "burst": self.burst,
-            "retry_after": None if self.retry_after is None else round(self.retry_after, 3),
+            "retry_after": None if retry is None else round(retry, 3),
             "degraded": self.degraded,
         }
 
