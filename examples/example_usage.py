@@ -86,4 +86,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main(api_url, key))
     except TenantKitError as error:
-        sys.exit(f"error: {error} (request {getattr(error, 'request_id', None)})")
+        request_id = getattr(error, "request_id", None)
+        sys.exit(f"error: {error}" + (f" (request {request_id})" if request_id else ""))

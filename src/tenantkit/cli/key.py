@@ -262,7 +262,8 @@ def list_keys(tenant_id: str, url: str | None, as_json: bool) -> None:
 @json_option
 @command_errors
 def revoke_key(tenant_id: str, key_id: str, url: str | None, as_json: bool) -> None:
-    """Revoke a key: it is refused from the next request on."""
+    """Revoke a key: refused at once by this process, and by running gateways
+    within TENANTKIT_AUTH_CACHE_TTL (1 s by default)."""
     with target_for(url) as target:
         record = target.revoke_key(tenant_id, key_id)
     if as_json:

@@ -137,7 +137,8 @@ def upgrade_tenant(tenant_id: str, tier: str, url: str | None, as_json: bool) ->
 @json_option
 @command_errors
 def suspend_tenant(tenant_id: str, reason: str | None, url: str | None, as_json: bool) -> None:
-    """Suspend a tenant: its keys are refused until it is resumed."""
+    """Suspend a tenant: its keys are refused until it is resumed (running
+    gateways stop accepting them within TENANTKIT_AUTH_CACHE_TTL, 1 s by default)."""
     with target_for(url) as target:
         record = target.suspend(tenant_id, reason)
     if as_json:
