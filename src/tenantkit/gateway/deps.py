@@ -36,6 +36,7 @@ __all__ = [
     "RequestContext",
     "Services",
     "authenticate",
+    "authenticate_request",
     "current_principal",
     "scope_allows",
     "services_of",
@@ -221,13 +222,17 @@ async def set_rate_limit_headers(request: Request, rc: RequestContext) -> None:
     headers.update(rate_limit_headers(state))
 
 
+async def authenticate_request(request: Request) -> RequestContext:
+    """:func:`authenticate` from the event loop: inline for SQLite, in a worker
+    thread for network databases."""
+    if services_of(request).inline_db:
+        return authenticate(request)
+    return await anyio.to_thread.run_sync(authenticate, request)
+
+
 async def current_principal(request: Request) -> RequestContext:
     """FastAPI dependency: the authenticated caller, with rate-limit headers set."""
-    services = services_of(request)
-    if services.inline_db:
-        rc = authenticate(request)
-    else:
-        rc = await anyio.to_thread.run_sync(authenticate, request)
+    rc = await authenticate_request(request)
     await set_rate_limit_headers(request, rc)
     return rc
 

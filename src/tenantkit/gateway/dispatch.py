@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import anyio.to_thread
 from fastapi import Request
 from pydantic_core import from_json
 from starlette.responses import Response
@@ -29,7 +28,11 @@ from tenantkit.errors import (
     TenantKitError,
     TierNotAllowed,
 )
-from tenantkit.gateway.deps import RequestContext, authenticate, set_rate_limit_headers
+from tenantkit.gateway.deps import (
+    RequestContext,
+    authenticate_request,
+    set_rate_limit_headers,
+)
 from tenantkit.gateway.encoding import encode_json
 from tenantkit.gateway.problems import problem_body, problem_response, public_detail
 from tenantkit.limits import Ticket, denial_headers, rate_limit_headers
@@ -37,7 +40,6 @@ from tenantkit.workers import Envelope, InvalidArguments, LocalExecutor, TenantF
 from tenantkit.workers.function import may_hold_non_finite
 
 __all__ = [
-    "authenticate_request",
     "call_batch",
     "call_function",
     "call_process",
@@ -290,14 +292,6 @@ async def _guarded(
 
 def _raw(value: Any, envelope: Envelope) -> bytes:
     return encode_json(value)
-
-
-async def authenticate_request(request: Request) -> RequestContext:
-    services = request.app.state.tenantkit
-    if services.inline_db:
-        return authenticate(request)
-    rc: RequestContext = await anyio.to_thread.run_sync(authenticate, request)
-    return rc
 
 
 async def call_process(request: Request) -> Response:
