@@ -30,13 +30,11 @@ from tenantkit.config import Tier
 from tenantkit.errors import ConcurrencyLimitExceeded, DatabaseUnavailable, TenantKitError
 
 if TYPE_CHECKING:
-    from tenantkit.limits import Admission, Ticket
+    from tenantkit.limits import Admission, AdmissionRequest, Ticket
 
 __all__ = ["AdmissionQueue"]
 
 logger = logging.getLogger("tenantkit.gateway")
-
-_Request = tuple[str, Tier, int, float]
 
 
 class AdmissionQueue:
@@ -52,7 +50,7 @@ class AdmissionQueue:
     def __init__(self, admission: Admission) -> None:
         self.admission = admission
         self._cond = threading.Condition()
-        self._admits: list[tuple[_Request, Future[Ticket]]] = []
+        self._admits: list[tuple[AdmissionRequest, Future[Ticket]]] = []
         self._releases: list[Ticket] = []
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -86,7 +84,7 @@ class AdmissionQueue:
 
     # -- the calls ---------------------------------------------------------------
 
-    def _enqueue(self, request: _Request) -> Future[Ticket] | None:
+    def _enqueue(self, request: AdmissionRequest) -> Future[Ticket] | None:
         future: Future[Ticket] = Future()
         with self._cond:
             if self._thread is None or self._stopping:
@@ -138,7 +136,7 @@ class AdmissionQueue:
     # -- the thread -----------------------------------------------------------------
 
     def _run(self) -> None:
-        retry: list[tuple[_Request, Future[Ticket]]] = []
+        retry: list[tuple[AdmissionRequest, Future[Ticket]]] = []
         while True:
             with self._cond:
                 while not (self._admits or self._releases or retry or self._stopping):
@@ -158,9 +156,9 @@ class AdmissionQueue:
 
     def _apply(
         self,
-        admits: list[tuple[_Request, Future[Ticket]]],
+        admits: list[tuple[AdmissionRequest, Future[Ticket]]],
         releases: list[Ticket],
-    ) -> list[tuple[_Request, Future[Ticket]]]:
+    ) -> list[tuple[AdmissionRequest, Future[Ticket]]]:
         """One transaction; returns the admissions to decide again next batch."""
         if not admits:
             try:
@@ -177,7 +175,7 @@ class AdmissionQueue:
         self.batches += 1
         self.decisions += len(admits)
         freed = {t.tenant_id for t in releases}
-        retry: list[tuple[_Request, Future[Ticket]]] = []
+        retry: list[tuple[AdmissionRequest, Future[Ticket]]] = []
         for (request, future), result in zip(admits, results, strict=True):
             if isinstance(result, ConcurrencyLimitExceeded) and request[0] in freed:
                 retry.append((request, future))

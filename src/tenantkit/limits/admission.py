@@ -49,6 +49,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -115,6 +116,13 @@ def _load_tat(tx: Transaction, tenant_id: str, gcra: GCRA, now_us: int) -> tuple
     backlog = max(0, tat - now_us)
     rescaled = -(-backlog * gcra.interval_us // max(1, round(old_interval)))
     return now_us + rescaled, True
+
+
+def _check_request(cost: int, lease_ttl: float) -> None:
+    if cost < 1:
+        raise ValueError("cost must be at least 1")
+    if lease_ttl <= 0:
+        raise ValueError("lease_ttl must be positive")
 
 
 def seconds_to_utc_midnight(now: float) -> float:
@@ -189,10 +197,7 @@ class Admission:
             TenantSuspended: the tenant was suspended since.
             DatabaseUnavailable: the database cannot be reached (unless ``fail_open``).
         """
-        if cost < 1:
-            raise ValueError("cost must be at least 1")
-        if lease_ttl <= 0:
-            raise ValueError("lease_ttl must be positive")
+        _check_request(cost, lease_ttl)
         now = self._clock()
         try:
             with self._db.transaction() as tx:
@@ -232,10 +237,7 @@ class Admission:
                 request is admitted unchecked, and releases are left to expire).
         """
         for _, _, cost, lease_ttl in requests:
-            if cost < 1:
-                raise ValueError("cost must be at least 1")
-            if lease_ttl <= 0:
-                raise ValueError("lease_ttl must be positive")
+            _check_request(cost, lease_ttl)
         now = self._clock()
         order = sorted(range(len(requests)), key=lambda i: requests[i][0])
         results: list[Ticket | TenantKitError | None] = [None] * len(requests)
@@ -306,7 +308,7 @@ class Admission:
                     retry_after=wait,
                     limit="compute-seconds-per-day",
                 ),
-                _with_retry(unchanged, wait),
+                replace(unchanged, retry_after=wait),
             )
 
         if tx.active_leases(tenant_id, now) >= tier.max_concurrent:
@@ -316,7 +318,7 @@ class Admission:
                     retry_after=CONCURRENCY_RETRY_AFTER,
                     limit="concurrency",
                 ),
-                _with_retry(unchanged, CONCURRENCY_RETRY_AFTER),
+                replace(unchanged, retry_after=CONCURRENCY_RETRY_AFTER),
             )
 
         tx.set_limiter(limiter_key(tenant_id), decision.tat_us / MICROS)
@@ -391,16 +393,4 @@ def _current_state(tier: Tier, gcra: GCRA, tat_us: int | None, now_us: int) -> R
         window=WINDOW,
         burst=tier.burst,
         next_after=gcra.wait_us(tat_us, now_us) / MICROS,
-    )
-
-
-def _with_retry(state: RateLimitState, retry_after: float) -> RateLimitState:
-    return RateLimitState(
-        limit=state.limit,
-        remaining=state.remaining,
-        reset_after=state.reset_after,
-        window=state.window,
-        burst=state.burst,
-        retry_after=retry_after,
-        next_after=state.next_after,
     )
