@@ -138,7 +138,6 @@ def create_gateway(
         database,
         flush_interval=settings.usage_flush_interval,
         buffer_size=settings.usage_buffer_size,
-        clock=clock,
     )
     admission = Admission(
         database,

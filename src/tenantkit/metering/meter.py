@@ -51,7 +51,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -71,7 +70,6 @@ class UsageMeter:
         flush_interval: Seconds between background flushes.
         buffer_size: Events buffered before ``record`` waits for a flush
             (also triggers a flush as soon as it is reached).
-        clock: UNIX time in seconds (kept for callers that stamp events).
         max_backoff: Longest wait, in seconds, between retries while the
             database is unavailable.
         flush_chunk: Most events written in one transaction; a flush of more
@@ -84,7 +82,6 @@ class UsageMeter:
         *,
         flush_interval: float = 0.5,
         buffer_size: int = 10_000,
-        clock: Callable[[], float] = time.time,
         max_backoff: float = 5.0,
         flush_chunk: int = 256,
     ) -> None:
@@ -95,7 +92,6 @@ class UsageMeter:
         if flush_chunk < 1:
             raise ValueError("flush_chunk must be at least 1")
         self.db = db
-        self.clock = clock
         self._interval = flush_interval
         self._size = buffer_size
         self._max_backoff = max_backoff
