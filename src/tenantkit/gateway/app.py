@@ -49,8 +49,6 @@ is built.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -193,23 +191,17 @@ def create_gateway(
     _add_tenant_routes(api)
     components, paths = _add_function_routes(api, app)
     from tenantkit.gateway.admin import router as admin_router
+    from tenantkit.gateway.files import router as files_router
 
     api.include_router(admin_router)
-    if importlib.util.find_spec("tenantkit.gateway.files") is not None:
-        files = importlib.import_module("tenantkit.gateway.files")
-        api.include_router(files.router)
+    api.include_router(files_router)
     api.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_openapi(api, components, paths)
     return api
 
 
-def _storage_factory(
-    settings: Settings, db: Database, app_name: str
-) -> Callable[[str, Any], Any] | None:
-    try:
-        from tenantkit.storage import storage_for
-    except ImportError:
-        return None
+def _storage_factory(settings: Settings, db: Database, app_name: str) -> Callable[[str, Any], Any]:
+    from tenantkit.storage import storage_for
 
     def factory(tenant_id: str, tier: Any) -> Any:
         # app_name names each tenant's Volume with the Modal backend.
