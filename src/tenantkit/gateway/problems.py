@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from tenantkit.errors import DatabaseError, LimitExceeded, TenantKitError
 from tenantkit.gateway.encoding import encode_json
+from tenantkit.limits.headers import retry_after_seconds
 
 __all__ = [
     "PROBLEM_BASE",
@@ -116,7 +117,7 @@ def problem_response(
     )
     out = dict(headers or {})
     if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
-        out["Retry-After"] = str(max(0, int(-(-exc.retry_after // 1))))
+        out["Retry-After"] = str(retry_after_seconds(exc.retry_after))
     return Response(
         encode_json(body), status_code=status, headers=out, media_type=PROBLEM_MEDIA_TYPE
     )
