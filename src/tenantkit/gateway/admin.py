@@ -16,7 +16,7 @@ from starlette.responses import Response
 from tenantkit.auth import verify_admin_key
 from tenantkit.errors import AuthenticationError, ValidationError
 from tenantkit.gateway.deps import Services, bearer_token, services_of
-from tenantkit.gateway.dispatch import encode_json
+from tenantkit.gateway.encoding import encode_json
 
 __all__ = ["router"]
 

@@ -43,7 +43,6 @@ __all__ = [
     "call_batch",
     "call_function",
     "call_process",
-    "encode_json",
     "unknown_function",
 ]
 
