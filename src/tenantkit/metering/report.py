@@ -238,7 +238,8 @@ def usage_report(
         ValidationError: an unknown period or a malformed date.
     """
     prices = prices or PriceTable()
-    span = _parse_period(period, date, clock())
+    now = clock()
+    span = _parse_period(period, date, now)
     totals = UsageTotals()
     by_function: dict[str, UsageTotals] = {}
     by_day: dict[str, UsageTotals] = {}
@@ -271,7 +272,7 @@ def usage_report(
     if unattributed > 1e-9:  # raw events pruned: the type is no longer known
         gpu_by_type["unknown"] = gpu_by_type.get("unknown", 0.0) + unattributed
 
-    storage = _storage(gauges, current.bytes, current.files, span, clock())
+    storage = _storage(gauges, current.bytes, current.files, span, now)
     days_in_month = calendar.monthrange(span.start.year, span.start.month)[1]
     month_fraction = 1.0 if span.kind == "month" else 1.0 / days_in_month
     cost = {
