@@ -16,7 +16,6 @@ from urllib.parse import quote
 
 import click
 
-from tenantkit import errors
 from tenantkit.auth.keys import IssuedKey, KeyManager
 from tenantkit.config import Settings, get_settings, validate_tenant_id
 from tenantkit.db.base import ApiKeyRecord, Database, Tenant
@@ -242,15 +241,6 @@ def _tid(tenant_id: str) -> str:
     return validate_tenant_id(tenant_id)
 
 
-def _problem_classes() -> dict[str, type[TenantKitError]]:
-    classes: dict[str, type[TenantKitError]] = {}
-    for name in errors.__all__:
-        cls = getattr(errors, name)
-        if isinstance(cls, type) and issubclass(cls, TenantKitError):
-            classes.setdefault(cls.code, cls)
-    return classes
-
-
 def _check_url(url: str) -> None:
     """The clients' rule (:func:`tenantkit.client.check_url`) for the admin key."""
     from tenantkit.client import check_url
@@ -324,18 +314,15 @@ class RemoteTarget:
             raise TenantKitError(f"{self.url} answered with something other than JSON") from exc
 
     def _error(self, response: httpx.Response) -> TenantKitError:
+        from tenantkit.client import error_from_response
+
         try:
             problem = response.json()
         except ValueError:
             problem = None
         if not isinstance(problem, dict):
             return TenantKitError(f"{self.url} answered HTTP {response.status_code}")
-        code = str(problem.get("type", "")).rsplit("/", 1)[-1] or str(problem.get("code", ""))
-        detail = problem.get("detail") or problem.get("title") or f"HTTP {response.status_code}"
-        cls = _problem_classes().get(code, TenantKitError)
-        if issubclass(cls, errors.LimitExceeded):
-            return cls(str(detail), retry_after=problem.get("retry_after"))
-        return cls(str(detail))
+        return error_from_response(response)
 
     def create_tenant(
         self, tenant_id: str, name: str, tier: str, email: str | None = None
