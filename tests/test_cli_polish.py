@@ -123,6 +123,16 @@ def test_serve_app_that_fails_to_import_is_one_line(env: Path, source: str, mess
     assert line.endswith("(run with --debug for the traceback)")
 
 
+def test_a_bad_setting_in_the_environment_is_one_line(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANTKIT_JWT_ALGORITHM", "RS256")
+    result = run("tenant", "list")
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert line.startswith("Error: invalid settings: TENANTKIT_JWT_ALGORITHM: ")
+
+
 def test_serve_port_in_use_is_one_line_before_the_banner(env: Path) -> None:
     (env / "app.py").write_text("from tenantkit import TenantApp\napp = TenantApp('t')\n")
     with socket.socket() as busy:

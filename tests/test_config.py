@@ -121,8 +121,30 @@ def test_explicit_database_url_wins() -> None:
 
 
 def test_unknown_algorithm_is_refused() -> None:
-    with pytest.raises(PydanticValidationError):
+    with pytest.raises(ConfigurationError, match="TENANTKIT_JWT_ALGORITHM") as caught:
         get_settings(jwt_algorithm="RS256")
+    assert isinstance(caught.value.__cause__, PydanticValidationError)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("max_body_bytes", "-1"),
+        ("max_batch_tasks", "0"),
+        ("usage_flush_interval", "0"),
+        ("usage_buffer_size", "0"),
+        ("usage_retention_days", "0"),
+        ("auth_cache_ttl", "-1"),
+        ("max_body_bytes", "lots"),
+    ],
+)
+def test_a_bad_environment_value_is_one_configuration_error(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variable = f"TENANTKIT_{name.upper()}"
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=f"^invalid settings: {variable}: "):
+        get_settings()
 
 
 @given(st.from_regex(RULE, fullmatch=True))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tenantkit.errors import ConfigurationError, InvalidTenantId, UnknownTier
@@ -156,13 +157,13 @@ class Settings(BaseSettings):
     )
     admin_key: SecretStr | None = None
     key_prefix: str = "mt_"
-    auth_cache_ttl: float = 1.0
-    max_body_bytes: int = 1024 * 1024
-    max_batch_tasks: int = 100
+    auth_cache_ttl: float = Field(default=1.0, ge=0)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_batch_tasks: int = Field(default=100, gt=0)
     rate_limit_fail_open: bool = False
-    usage_flush_interval: float = 0.5
-    usage_buffer_size: int = 10_000
-    usage_retention_days: int = 90
+    usage_flush_interval: float = Field(default=0.5, gt=0)
+    usage_buffer_size: int = Field(default=10_000, gt=0)
+    usage_retention_days: int = Field(default=90, gt=0)
     storage_backend: Literal["local", "modal"] = "local"
     prices: dict[str, Any] = Field(default_factory=dict)
     url: str | None = None
@@ -175,5 +176,24 @@ class Settings(BaseSettings):
 
 
 def get_settings(**overrides: object) -> Settings:
-    """Read settings from the environment, with keyword overrides."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Read settings from the environment, with keyword overrides.
+
+    Raises:
+        ConfigurationError: a setting has a value it cannot take; one line
+            naming each such setting.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{_setting_name(error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from exc
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a validation error's location stands for."""
+    name = str(loc[0]) if loc else "?"
+    if not name.isupper():
+        name = f"TENANTKIT_{name.upper()}"
+    return name
