@@ -18,7 +18,7 @@ class TenantContext:
     Attributes:
         tenant_id: The calling tenant.
         tier: The tenant's tier name at the time of the call.
-        request_id: The request id (also the usage event's idempotency key).
+        request_id: The request id the client gets back in ``X-Request-ID``.
         key_id: Id of the API key that authenticated the call.
         scopes: The key's scopes (empty: unrestricted).
         storage: The tenant's own files (``TenantStorage``), or ``None`` where
