@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import builtins
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -273,4 +272,4 @@ class TenantService:
     def _audit(
         self, tx: Transaction, actor: str, action: str, tenant_id: str | None, **detail: Any
     ) -> None:
-        tx.audit(AuditEntry(uuid.uuid4().hex, self.clock(), actor, action, tenant_id, detail))
+        tx.audit(AuditEntry.new(self.clock(), actor, action, tenant_id, **detail))

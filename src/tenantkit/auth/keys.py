@@ -45,7 +45,6 @@ import re
 import secrets
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -608,7 +607,7 @@ class KeyManager:
     def _audit(
         self, tx: Transaction, actor: str, action: str, tenant_id: str | None, **detail: Any
     ) -> None:
-        tx.audit(AuditEntry(uuid.uuid4().hex, self.clock(), actor, action, tenant_id, detail))
+        tx.audit(AuditEntry.new(self.clock(), actor, action, tenant_id, **detail))
 
     def close(self) -> None:
         """Write pending last-use times."""

@@ -14,6 +14,7 @@ are UNIX seconds (floats, UTC).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -199,6 +200,13 @@ class AuditEntry:
     action: str
     tenant_id: str | None
     detail: dict[str, Any]
+
+    @classmethod
+    def new(
+        cls, at: float, actor: str, action: str, tenant_id: str | None, **detail: Any
+    ) -> AuditEntry:
+        """A new entry with a fresh random id."""
+        return cls(uuid.uuid4().hex, at, actor, action, tenant_id, detail)
 
 
 class Transaction(Protocol):
